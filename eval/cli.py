@@ -1,0 +1,109 @@
+"""``marco-eval``: score translations from the command line.
+
+Each subcommand is a ``register(subparsers)`` function that adds its parser and sets ``handler`` to a
+function taking the parsed arguments and returning the exit code; adding one (``bench`` lives in
+``eval/bench.py``) means writing its ``register`` and listing it in ``SUBCOMMANDS``. Errors the user can
+fix (``translator.errors.TranslatorError``) print one line on stderr and exit with 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from eval.data import read_lines
+from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES
+from eval.scoring import DEFAULT_METRICS, ScoreReport, parse_metric_names, score
+from translator.errors import TranslatorError
+
+PROG = "marco-eval"
+
+
+def _run_score(args: argparse.Namespace) -> int:
+    hyps = read_lines(args.hyp)
+    refs = [read_lines(path) for path in args.ref]
+    srcs = read_lines(args.src) if args.src else None
+    report = score(
+        hyps,
+        refs,
+        srcs,
+        args.tgt,
+        metrics=args.metrics,
+        comet_model=args.comet_model,
+        segments=args.segments,
+        comet_batch_size=args.comet_batch_size,
+        gpus=args.gpus,
+        progress_bar=args.progress,
+    )
+    print(report.to_json(indent=1) if args.json else _text(report, args.segments))
+    return 0
+
+
+def _text(report: ScoreReport, segments: bool) -> str:
+    lines = [report.summary()]
+    scored = [m for m in report.metrics.values() if m.segments is not None]
+    if segments and scored:
+        lines.append("\t".join(["segment", *(m.label for m in scored)]))
+        for i in range(report.n_segments):
+            lines.append("\t".join([str(i + 1), *(f"{m.segments[i]:.4f}" for m in scored)]))
+    return "\n".join(lines)
+
+
+def _metric_list(text: str) -> list[str]:
+    try:
+        return parse_metric_names(text)
+    except TranslatorError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def register_score(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="score a hypothesis file against reference files",
+        description="Corpus scores with sacrebleu-style signatures; metrics that cannot run here "
+        "(e.g. COMET offline without a local checkpoint) are reported as skipped, with the reason.",
+    )
+    p.add_argument("--hyp", required=True, metavar="FILE", help="hypotheses, one segment a line (UTF-8)")
+    p.add_argument("--ref", action="extend", nargs="+", default=[], metavar="FILE",
+                   help="reference file(s); repeat or list several for multiple references")
+    p.add_argument("--src", metavar="FILE", help="source file (needed by COMET)")
+    p.add_argument("--tgt", required=True, metavar="LANG", help="target language code or name (zh, en, Chinese...)")
+    p.add_argument("--metrics", type=_metric_list, default=list(DEFAULT_METRICS),
+                   help=f"comma-separated, from {','.join(METRIC_NAMES)} (default: {','.join(DEFAULT_METRICS)})")
+    p.add_argument("--comet-model", default=DEFAULT_COMET_MODEL, metavar="NAME_OR_PATH",
+                   help="Hub model name or local checkpoint (model.ckpt or its model folder); QE models need no --ref")
+    p.add_argument("--comet-batch-size", type=_positive_int, default=16, metavar="N")
+    p.add_argument("--gpus", type=int, default=None, metavar="N",
+                   help="GPUs for COMET (default: 1 if CUDA is available, else 0)")
+    p.add_argument("--progress", action="store_true", help="show COMET's progress bar")
+    p.add_argument("--segments", action="store_true", help="also print per-segment scores")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(handler=_run_score)
+
+
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_score,)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG, description="Evaluate translations (BLEU, chrF, TER, COMET...).")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for register in SUBCOMMANDS:
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except TranslatorError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2

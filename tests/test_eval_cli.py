@@ -1,0 +1,113 @@
+"""``marco-eval score``: in-process through ``main([...])`` for output, and as a real subprocess for exit
+codes, stderr and start-up cost."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from eval.cli import main
+from eval.scoring import score
+
+REPO = Path(__file__).resolve().parents[1]
+HYP = ["The cat sat on the mat.", "These shoes are so comfy.", "He stood me up again."]
+REF_A = ["The cat sat on a mat.", "These shoes are soft and cushy.", "He bailed on me again."]
+REF_B = ["A cat was sitting on the mat.", "These shoes feel like clouds.", "He flaked on me again."]
+SRC = ["猫坐在垫子上。", "这双鞋穿起来有一种踩屎感。", "他又把我鸽了。"]
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> dict[str, Path]:
+    out = {}
+    for name, lines in {"hyp": HYP, "ref_a": REF_A, "ref_b": REF_B, "src": SRC}.items():
+        out[name] = tmp_path / f"{name}.txt"
+        out[name].write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "eval", *args], capture_output=True, text=True, cwd=REPO, env=env)
+
+
+def test_json_report_equals_the_api(files, capsys) -> None:
+    assert main(["score", "--hyp", str(files["hyp"]), "--ref", str(files["ref_a"]), "--tgt", "English",
+                 "--metrics", "bleu,chrf,ter", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    expected = score(HYP, [REF_A], None, "en", ["bleu", "chrf", "ter"])
+    assert data["tgt_lang"] == "en" and data["n_segments"] == 3
+    for name, result in expected.metrics.items():
+        assert data["metrics"][name]["score"] == pytest.approx(result.score)
+        assert data["metrics"][name]["signature"] == result.signature
+
+
+def test_multiple_references_either_spelling(files, capsys) -> None:
+    common = ["score", "--hyp", str(files["hyp"]), "--tgt", "en", "--metrics", "bleu", "--json"]
+    main([*common, "--ref", str(files["ref_a"]), str(files["ref_b"])])
+    listed = json.loads(capsys.readouterr().out)
+    main([*common, "--ref", str(files["ref_a"]), "--ref", str(files["ref_b"])])
+    repeated = json.loads(capsys.readouterr().out)
+    assert listed == repeated and "nrefs:2" in listed["metrics"]["bleu"]["signature"]
+
+
+def test_text_output_with_segments_and_a_skipped_comet(files, capsys, monkeypatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["score", "--hyp", str(files["hyp"]), "--ref", str(files["ref_a"]), "--src", str(files["src"]),
+                 "--tgt", "en", "--metrics", "bleu,comet", "--comet-model", "no-such-org/no-such-model",
+                 "--segments"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("BLEU = ") and "tok:13a" in lines[0]
+    assert lines[1].startswith("COMET skipped: ") and "no-such-org/no-such-model" in lines[1]
+    assert lines[2] == "segment\tBLEU"
+    assert [line.split("\t")[0] for line in lines[3:]] == ["1", "2", "3"]
+
+
+@pytest.mark.parametrize(
+    ("case", "message"),
+    [
+        ("missing", "no such file"),
+        ("short_ref", "reference 1 has 2 segments but there are 3 hypotheses"),
+        ("bad_bytes", "not UTF-8 text (byte 0xff at offset 4)"),
+        ("language", "unknown language 'xx'"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(files, tmp_path, case, message) -> None:
+    ref, tgt = str(files["ref_a"]), "en"
+    if case == "missing":
+        ref = str(tmp_path / "nope.txt")
+    elif case == "short_ref":
+        (tmp_path / "short.txt").write_text("a\nb\n", encoding="utf-8")
+        ref = str(tmp_path / "short.txt")
+    elif case == "bad_bytes":
+        (tmp_path / "bad.txt").write_bytes(b"abc\n\xff\xfe\n")
+        ref = str(tmp_path / "bad.txt")
+    else:
+        tgt = "xx"
+    result = run_cli("score", "--hyp", str(files["hyp"]), "--ref", ref, "--tgt", tgt)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("marco-eval: error: ") and message in result.stderr
+
+
+def test_unknown_metric_is_a_usage_error(files) -> None:
+    result = run_cli("score", "--hyp", str(files["hyp"]), "--ref", str(files["ref_a"]), "--tgt", "en",
+                     "--metrics", "bleu,meteor")
+    assert result.returncode == 2 and "unknown metric(s) meteor" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sacrebleu_metrics_start_without_torch_or_comet(files) -> None:
+    code = (
+        "import sys; from eval.cli import main; "
+        f"rc = main(['score', '--hyp', {str(files['hyp'])!r}, '--ref', {str(files['ref_a'])!r}, '--tgt', 'en']); "
+        "heavy = [m for m in ('torch', 'comet', 'transformers') if m in sys.modules]; "
+        "assert rc == 0 and not heavy, heavy"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr

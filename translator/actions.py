@@ -1,0 +1,60 @@
+"""Where one action ends and where a whole answer ends, decided on the token stream.
+
+Both backends (in-process and HTTP) cut generated text with these same rules, so a tree means the same
+thing whichever engine produced it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GRANULARITIES = ("step", "mini-32", "mini-64")
+OUTPUT_CLOSE = re.compile(r"<\s*/\s*output\s*>", re.IGNORECASE)
+THOUGHT_CLOSE = re.compile(r"<\s*/\s*thought\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Chunking:
+    """How a generated stream is cut into tree actions.
+
+    ``mini-N``: exactly N tokens per action (fewer only at the end of the answer).
+    ``step``: one reasoning step: up to and including a newline once the step has content, or the closing
+    of a Thought/Output tag; ``max_step_tokens`` bounds a step that never breaks its line.
+    ``none``: the whole continuation is one action (greedy decoding, rollouts kept whole).
+    """
+
+    kind: str = "none"
+    max_step_tokens: int = 192
+
+    @classmethod
+    def parse(cls, granularity: str) -> "Chunking":
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"unknown granularity {granularity!r}; choose one of {', '.join(GRANULARITIES)}")
+        return cls(kind=granularity)
+
+    @property
+    def mini_size(self) -> int | None:
+        return int(self.kind.split("-")[1]) if self.kind.startswith("mini-") else None
+
+    def ends_after(self, chunk_text: str, n_tokens: int, token_text: str) -> bool:
+        """Does the current action end after the token just added?"""
+        if self.kind == "none":
+            return False
+        size = self.mini_size
+        if size is not None:
+            return n_tokens >= size
+        if n_tokens >= self.max_step_tokens:
+            return True
+        if THOUGHT_CLOSE.search(chunk_text) or OUTPUT_CLOSE.search(chunk_text):
+            return True
+        return "\n" in token_text and bool(chunk_text.strip())
+
+
+def answer_closed(text_tail: str) -> bool:
+    """The answer is terminal once its Output block is closed."""
+    return OUTPUT_CLOSE.search(text_tail) is not None
+
+
+def thought_closed(text_tail: str) -> bool:
+    return THOUGHT_CLOSE.search(text_tail) is not None

@@ -1,0 +1,18 @@
+"""Model backends: where tokens come from. Pick one from a model spec."""
+
+from __future__ import annotations
+
+from translator.backends.base import Backend, BackendStats, Chunk, Continuation, GenRequest, Sampling
+
+
+def open_backend(spec: str | None = None, *, device: str | None = None, dtype: str | None = None,
+                 trust_remote_code: bool = False, reuse_cache: bool = True, batch: bool = True) -> Backend:
+    """Load the model a spec names and wrap it in the in-process backend."""
+    from translator.backends.transformers_backend import TransformersBackend
+    from translator.models import DEFAULT_MODEL, load_model
+
+    loaded = load_model(spec or DEFAULT_MODEL, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return TransformersBackend(loaded, reuse_cache=reuse_cache, batch=batch)
+
+
+__all__ = ["Backend", "BackendStats", "Chunk", "Continuation", "GenRequest", "Sampling", "open_backend"]

@@ -1,0 +1,30 @@
+"""Decoding strategies by name: the CLI, app, batch tool and benchmark all pick them from here."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from translator.errors import InputError
+from translator.strategies.base import Hooks, Progress, Strategy
+from translator.strategies.greedy import Cot, Direct
+from translator.strategies.mcts import Mcts
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Direct, Cot, Mcts)}
+
+
+def make_config(strategy: str, options: dict[str, Any] | None = None) -> Any:
+    """Build a strategy's Config from options, refusing ones that do not apply to it."""
+    if strategy not in STRATEGIES:
+        raise InputError(f"unknown strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}")
+    config_cls = STRATEGIES[strategy].Config
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    options = {k: v for k, v in (options or {}).items() if v is not None}
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise InputError(f"option(s) {', '.join(unknown)} do not apply to strategy {strategy!r} "
+                         f"(its options: {', '.join(sorted(fields))})")
+    return config_cls(**options)
+
+
+__all__ = ["STRATEGIES", "Hooks", "Progress", "Strategy", "make_config"]
