@@ -106,12 +106,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("marco-translate: interrupted", file=sys.stderr)
         return 130
+    status = 0
+    if not result.translation:
+        print("marco-translate: the model gave no translation (it did not reach an answer); try a larger "
+              "--max-new-tokens or --strategy direct", file=sys.stderr)
+        status = 1
     if args.json:
         print(result.to_json(with_tokens=not args.no_token_logprobs))
-        return 0
+        return status
     if args.show_thought:
         print("[thought]")
         print(result.thought or "(none)")
         print("[translation]")
     print(result.translation)
-    return 0
+    return status

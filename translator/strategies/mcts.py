@@ -42,7 +42,7 @@ class MctsConfig:
     reward: str = "confidence"
     comet_model: str | None = None  # for reward=comet-qe: a CometKiwi name or local checkpoint
     seed: int = 0
-    parallel: int = 2  # leaves expanded per iteration: more rows per batched forward pass
+    parallel: int = 3  # leaves expanded per iteration: more rows per batched forward pass
     max_seconds: float | None = None  # optional extra budget
     max_tree_tokens: int | None = None  # optional extra budget
 

@@ -1,0 +1,76 @@
+"""``marco-app``: serve the translation app, on localhost unless told otherwise.
+
+    marco-app --model smollm2-135m --model qwen2.5-coder-1.5b --host 127.0.0.1 --port 7860
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from translator.api import MAX_INPUT_CHARS
+from translator.errors import TranslatorError
+from translator.models import DEFAULT_MODEL
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="marco-app",
+        description="Web app for reasoning-augmented translation of colloquial text (Marco-o1 style search).")
+    parser.add_argument("--model", action="append", default=None, metavar="SPEC",
+                        help="registry name, GGUF path, local directory or Hugging Face id; give it several "
+                             f"times to offer several models (default: {DEFAULT_MODEL})")
+    parser.add_argument("--host", default="127.0.0.1",
+                        help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for the network)")
+    parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    limits = parser.add_argument_group("per-request limits (the models are shared by all users)")
+    limits.add_argument("--max-input-chars", type=int, default=MAX_INPUT_CHARS,
+                        help=f"longest source text accepted (default and upper bound: {MAX_INPUT_CHARS})")
+    limits.add_argument("--max-rollouts", type=int, default=64, help="largest mcts rollout budget (default: 64)")
+    limits.add_argument("--max-new-tokens", type=int, default=1024,
+                        help="largest max_new_tokens per path (default: 1024)")
+    limits.add_argument("--queue-size", type=int, default=32,
+                        help="requests that may wait in the queue before new ones are refused (default: 32)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from app.ui import CSS, Limits, Models, build_app  # after parsing: importing gradio takes seconds
+
+    try:
+        limits = Limits(args.max_input_chars, args.max_rollouts, args.max_new_tokens, args.queue_size)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        models = load_models(args.model or [DEFAULT_MODEL], args.device, args.dtype, args.trust_remote_code)
+    except TranslatorError as exc:
+        print(f"marco-app: error: {exc}", file=sys.stderr)
+        return 1
+    demo = build_app(models, limits)
+    try:
+        demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"])
+    except OSError as exc:  # typically the port is taken
+        print(f"marco-app: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def load_models(specs: list[str], device: str | None, dtype: str | None, trust_remote_code: bool):
+    """Load every model at launch, so a bad spec fails now rather than on some user's first request."""
+    from app.ui import Models
+    from translator.api import Translator
+
+    translators = []
+    for spec in dict.fromkeys(specs):
+        logging.getLogger("app").info("loading %s…", spec)
+        translators.append((spec, Translator(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)))
+    return Models(translators)

@@ -1,0 +1,270 @@
+"""``marco-translate batch``: translate a file of segments, resumably.
+
+    marco-translate batch INPUT [-o OUTPUT] [--trace TRACE.jsonl] [--glossary TERMS.tsv] [--cache DIR] ...
+
+INPUT is plain text (one segment a line), JSONL (``--field``, default ``src``), TSV or CSV (``--field``
+names the column), or ``-`` for stdin; the output is the same format with the translation added, always
+UTF-8. Every input record gives one output record, in order: a blank segment stays blank and a failed one
+is empty (or ``--failed-marker``), with its reason on stderr and in the trace.
+
+Resuming: finished segments go to an append-only, fsynced journal (``OUTPUT.partial.jsonl``, or
+``--journal``); rerunning the same command after Ctrl-C, kill -9 or power loss skips them and produces
+the output an uninterrupted run would have. The output is written atomically once every segment is done,
+and then the journal is deleted. Output to stdout is resumable only with an explicit ``--journal``.
+
+Exit codes: 0 every segment translated (blank ones skipped), 1 some segments failed (or the model could
+not be loaded), 2 usage error (nothing written), 130 interrupted (finished segments saved).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from translator.api import Translator, make_request
+from translator.batch_cache import DiskCache
+from translator.batch_files import write_atomic
+from translator.batch_formats import FORMATS, Document, FormatOptions, Translated, read_document
+from translator.batch_glossary import Glossary, load_glossary
+from translator.batch_journal import Journal
+from translator.batch_run import BatchRunner, RunStats, SegmentRecord
+from translator.cli import EXIT_USAGE
+from translator.errors import InputError, TranslatorError
+from translator.models import DEFAULT_MODEL
+from translator.options import add_strategy_options, strategy_options
+from translator.strategies import STRATEGIES, make_config
+
+PROG = "marco-translate batch"
+EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
+_SHOWN_FAILURES = 5  # on stderr; the trace has them all
+
+logger = logging.getLogger("translator.batch")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="Translate a file, one segment per line or record, resumably.",
+        epilog="Exit codes: 0 all segments translated, 1 some failed, 2 usage error, 130 interrupted. "
+               "Rerun the same command after an interruption to resume.")
+    parser.add_argument("input", help="input file, or - for stdin")
+    parser.add_argument("-o", "--output", default=None, metavar="FILE",
+                        help="output file, written when every segment is done (default: stdout)")
+    parser.add_argument("--format", default="auto", choices=("auto", *FORMATS),
+                        help="input (and output) format; auto: from the suffix (.jsonl, .tsv, .csv), else text")
+    parser.add_argument("--field", "--column", dest="field", default="src", metavar="NAME",
+                        help="JSONL field or TSV/CSV column holding the source (default: src)")
+    parser.add_argument("--output-field", default="translation", metavar="NAME",
+                        help="JSONL field or TSV/CSV column for the translation (default: translation)")
+    parser.add_argument("--encoding", default=None,
+                        help="the input's encoding, when it is not UTF-8 (e.g. gb18030, latin-1)")
+    parser.add_argument("--failed-marker", default="", metavar="TEXT",
+                        help="output text for a failed segment in text/TSV/CSV (default: empty)")
+    parser.add_argument("--trace", default=None, metavar="FILE.jsonl",
+                        help="write the full result of every segment (thought, path, scores, timings)")
+    parser.add_argument("--journal", default=None, metavar="FILE",
+                        help="resume journal (default: OUTPUT.partial.jsonl; needed to resume when writing to stdout)")
+    parser.add_argument("--cache", default=None, metavar="DIR",
+                        help="keep every translation in DIR and reuse it in later runs with the same settings")
+    parser.add_argument("--glossary", default=None, metavar="FILE.tsv",
+                        help="'source term<TAB>target term' lines, put into the prompt of segments that contain a term")
+    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+                        help="segments decoded together by direct and cot (default: 8; mcts: always 1)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="progress bar on stderr (default: only on a terminal)")
+    parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
+    parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
+    parser.add_argument("--model", default=None, help=f"model spec, as for marco-translate (default: {DEFAULT_MODEL})")
+    parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress or loading messages on stderr")
+    add_strategy_options(parser)
+    return parser
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+@functools.lru_cache(maxsize=2)
+def load_translator(model: str | None, device: str | None, dtype: str | None, trust_remote_code: bool) -> Translator:
+    """One load per process and model, so repeated ``main()`` calls (tests, notebooks) pay for it once."""
+    return Translator(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+
+
+@dataclass
+class Job:
+    """A run with every input read and checked, and nothing written yet."""
+
+    document: Document
+    runner: BatchRunner
+    finished: dict[int, dict]  # the journal's entries by segment index
+    output: Path | None  # None: stdout
+    trace: Path | None
+    journal: Journal | None
+
+
+def _read_input(spec: str) -> tuple[bytes, str]:
+    if spec == "-":
+        if sys.stdin is None:
+            raise InputError("no stdin to read")
+        return sys.stdin.buffer.read(), "<stdin>"
+    try:
+        return Path(spec).read_bytes(), spec
+    except OSError as exc:
+        raise InputError(f"cannot read {spec}: {exc.strerror or exc}") from None
+
+
+def _check_writable(path: Path, what: str) -> None:
+    folder = path.parent
+    if not folder.is_dir():
+        raise InputError(f"cannot write {what} {path}: folder {folder} does not exist")
+    if path.is_dir():
+        raise InputError(f"cannot write {what} {path}: it is a folder")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"cannot write {what} {path}: folder {folder} is not writable")
+
+
+def _paths(args: argparse.Namespace) -> tuple[Path | None, Path | None, Path | None]:
+    """Output, trace and journal, checked to be writable and distinct from each other and the input."""
+    output = Path(args.output) if args.output not in (None, "-") else None
+    trace = Path(args.trace) if args.trace else None
+    journal = Path(args.journal) if args.journal else (Path(f"{output}.partial.jsonl") if output else None)
+    seen = {Path(args.input).resolve(): "input"} if args.input != "-" else {}
+    for path, what in ((output, "output"), (trace, "trace"), (journal, "journal")):
+        if path is None:
+            continue
+        _check_writable(path, what)
+        if path.resolve() in seen:
+            raise InputError(f"the {what} file {path} is also the {seen[path.resolve()]}: give another path")
+        seen[path.resolve()] = what
+    return output, trace, journal
+
+
+def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | None = None) -> Job:
+    """Check everything a user can get wrong before the model loads or any file is written."""
+    probe = make_request("probe", args.src, args.tgt)  # refuses unknown or identical languages
+    options = strategy_options(args)
+    config = make_config(args.strategy, options)
+    if hasattr(config, "validate"):
+        config.validate()  # mcts checks its options only when built, which is after the model loads
+    output, trace, journal_path = _paths(args)
+    data, name = _read_input(args.input)
+    document = read_document(data, name, FormatOptions(args.format, args.field, args.output_field, args.encoding))
+    glossary = load_glossary(Path(args.glossary)) if args.glossary else Glossary()
+    settings = {"model": args.model or DEFAULT_MODEL, "dtype": args.dtype, "strategy": args.strategy,
+                "options": dataclasses.asdict(config), "src": probe.src.code, "tgt": probe.tgt.code}
+    journal = Journal(journal_path, settings) if journal_path else None
+    finished = journal.load() if journal else {}
+    if journal is None:
+        logger.info("output goes to stdout without --journal: an interrupted run will start over")
+
+    def load_strategy():
+        translator = load_translator(args.model, args.device, args.dtype, args.trust_remote_code)
+        return translator.strategy(args.strategy, **options)
+
+    runner = BatchRunner(
+        load_strategy=load_strategy, batches_segments=STRATEGIES[args.strategy].batches_segments,
+        settings=settings, src=probe.src, tgt=probe.tgt, glossary=glossary, batch_size=args.batch_size,
+        journal=journal, cache=DiskCache(Path(args.cache)) if args.cache else None, on_progress=on_progress)
+    return Job(document, runner, finished, output, trace, journal)
+
+
+def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[RunStats], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr, created at the first report so that resumed segments do not skew its ETA."""
+    show = args.progress if args.progress is not None else (not args.quiet and sys.stderr.isatty())
+    bar: list = []
+
+    def report(stats: RunStats) -> None:
+        if not bar:
+            from tqdm import tqdm
+
+            bar.append(tqdm(total=stats.total, initial=stats.finished, unit="seg", file=sys.stderr,
+                            dynamic_ncols=True, desc="translating"))
+        bar[0].set_postfix_str(f"{stats.tokens_per_second:.1f} tok/s", refresh=False)
+        bar[0].update(stats.finished - bar[0].n)
+
+    def close() -> None:
+        if bar:
+            bar.pop().close()
+
+    return (report if show else None), close
+
+
+def _write_results(job: Job, records: list[SegmentRecord], failed_marker: str) -> None:
+    outputs = [Translated(r.translation or "", r.error) for r in records]
+    text = job.document.render(outputs, failed_marker).encode("utf-8")
+    if job.trace is not None:
+        write_atomic(job.trace, "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
+                                        for r in records).encode("utf-8"))
+    if job.output is not None:
+        write_atomic(job.output, text)
+    else:
+        sys.stdout.buffer.write(text)
+        sys.stdout.flush()
+    if job.journal is not None:
+        job.journal.remove()
+
+
+def _summary(stats: RunStats, elapsed: float) -> str:
+    return (f"{PROG}: {stats.finished}/{stats.total} segments: {stats.ok} done ({stats.resumed} resumed, "
+            f"{stats.reused} reused), {stats.failed} failed, {stats.skipped} skipped (blank); "
+            f"{elapsed:.1f} s, {stats.tokens_per_second:.1f} tokens/s")
+
+
+def _error(message: object) -> None:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)  # as in `marco-translate batch ...`
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    started = time.perf_counter()
+    report, close_bar = _progress_bar(args)
+    job: Job | None = None
+    try:
+        job = prepare(args, report)
+        records = job.runner.run(job.document.segments, job.finished)
+        _write_results(job, records, args.failed_marker)
+    except InputError as exc:
+        close_bar()
+        _error(exc)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        close_bar()
+        if job is None:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        where = (f"saved in {job.journal.path}; rerun the same command to resume" if job.journal
+                 else "not saved (give --journal to make a run to stdout resumable)")
+        print(_summary(job.runner.stats, time.perf_counter() - started), file=sys.stderr)
+        print(f"{PROG}: interrupted; {job.runner.stats.ok} finished segment(s) {where}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (TranslatorError, OSError) as exc:
+        close_bar()
+        _error(exc)
+        return EXIT_FAILED
+    finally:
+        close_bar()
+        if job is not None and job.journal is not None:
+            job.journal.close()
+    failures = [r for r in records if r.status == "failed"]
+    for record in failures[:_SHOWN_FAILURES]:
+        print(f"{PROG}: line {record.line} failed: {record.error}", file=sys.stderr)
+    if len(failures) > _SHOWN_FAILURES:
+        print(f"{PROG}: ... and {len(failures) - _SHOWN_FAILURES} more (see --trace)", file=sys.stderr)
+    print(_summary(job.runner.stats, time.perf_counter() - started), file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
