@@ -27,6 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for the model (default: torch's choice, one per core); on a machine "
+                             "shared with other jobs, fewer threads than cores avoids slow oversubscription")
     limits = parser.add_argument_group("per-request limits (the models are shared by all users)")
     limits.add_argument("--max-input-chars", type=int, default=MAX_INPUT_CHARS,
                         help=f"longest source text accepted (default and upper bound: {MAX_INPUT_CHARS})")
@@ -48,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         limits = Limits(args.max_input_chars, args.max_rollouts, args.max_new_tokens, args.queue_size)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error("--threads must be at least 1")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         models = load_models(args.model or [DEFAULT_MODEL], args.device, args.dtype, args.trust_remote_code)
     except TranslatorError as exc:

@@ -245,7 +245,7 @@ class Service:
         key = request.session_hash or uuid.uuid4().hex
         self._stops[key] = job.stop
         try:
-            yield outputs(translation="", status=views.message_html(f"Translating with {strategy}…"),
+            yield outputs(translation="", status=views.message_html(f"Translating with {strategy}…", "running"),
                           path=_PENDING, tokens=_PENDING, tree=_PENDING,
                           alternatives=gr.update(choices=[], value=None, visible=False),
                           result_file=gr.update(value=None, interactive=False),
@@ -279,7 +279,7 @@ class Service:
             elif last is not None:
                 yield outputs(status=_progress(last, job))
             else:
-                yield outputs(status=views.message_html(f"Translating with {strategy}… {job.elapsed_s:.0f} s"))
+                yield outputs(status=views.message_html(f"Translating with {strategy}… {job.elapsed_s:.0f} s", "running"))
 
     def _final(self, result: TranslationResult, translator: Translator, *, stopped: bool) -> tuple:
         trace, tree = self.files.write(result)
@@ -287,7 +287,7 @@ class Service:
         return outputs(
             translation=result.translation,
             status=views.summary_html(result, stopped=stopped),
-            path=views.path_html(result),
+            path=views.path_html(result, translator.backend.decode),
             tokens=views.tokens_html(result.tokens, translator.backend.decode),
             tree=views.tree_html(result),
             alternatives=gr.update(choices=choices, value=result.translation if result.translation else None,

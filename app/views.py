@@ -21,8 +21,9 @@ NO_SCORE = "#c8c8c8"  # injected text (reflection) and the root carry no log-pro
 PATH_COLOUR = "#2563eb"
 
 # Tree geometry (px): horizontal step per depth level, vertical step per leaf, node radius range.
-_DX, _DY, _MARGIN = 38.0, 24.0, 22.0
-_R_MIN, _R_MAX = 4.0, 13.0
+_DX, _DY, _MARGIN = 56.0, 26.0, 22.0
+_R_MIN, _R_MAX = 5.0, 14.0
+_LABEL_W = 34.0  # room right of the deepest terminal for its reward label
 _MAX_REWARDS_SHOWN = 12
 
 
@@ -129,7 +130,7 @@ def _chip(label: str, score: float | None) -> str:
     return f'<span class="mt-chip" style="background:{score_colour(score)}">{esc(label)} {fmt(score, 2)}</span>'
 
 
-def _step_html(number: int, step: PathStep) -> str:
+def _step_html(number: int, step: PathStep, text: str) -> str:
     reflection = step.kind == "reflection"
     badge = '<span class="mt-badge mt-badge-reflection">reflection</span>' if reflection else ""
     conf = ('<span class="mt-chip" style="background:%s">injected, no score</span>' % NO_SCORE
@@ -144,16 +145,35 @@ def _step_html(number: int, step: PathStep) -> str:
             f'<div class="mt-step-head"><span class="mt-step-no">{number}</span>'
             f'<span class="mt-kind">{esc(step.kind)}</span>{badge}{conf}'
             f'<span class="mt-figures">{" · ".join(figures)}</span></div>'
-            f'<div class="mt-text">{esc(step.text) or "<i>(empty)</i>"}</div></li>')
+            f'<div class="mt-text">{esc(text) or "<i>(empty)</i>"}</div></li>')
 
 
-def path_html(result: TranslationResult) -> str:
+def step_texts(result: TranslationResult, decode: Callable[[list[int]], str] | None = None) -> list[str]:
+    """Each step's text with whole characters. A mini-N action ends after exactly N tokens, which can cut a
+    CJK character's bytes in two, and each half then reads as U+FFFD; with ``decode`` the character is shown
+    in the step that holds its last byte (the token view still shows the exact cut)."""
+    texts = [s.text for s in result.steps]
+    generated = [i for i, s in enumerate(result.steps) if s.kind != "reflection"]  # injected text has no scores
+    if (decode is None or not any("\ufffd" in t for t in texts)
+            or sum(result.steps[i].n_tokens for i in generated) != len(result.tokens)):
+        return texts
+    owner = [i for i in generated for _ in range(result.steps[i].n_tokens)]
+    rebuilt = {i: "" for i in generated}
+    end = 0
+    for group in group_tokens(result.tokens, decode):
+        end += len(group.tokens)
+        rebuilt[owner[end - 1]] += group.text
+    return [rebuilt.get(i, text) for i, text in enumerate(texts)]
+
+
+def path_html(result: TranslationResult, decode: Callable[[list[int]], str] | None = None) -> str:
     """The chosen path, step by step in order, each with its confidence colour, visits and value."""
     if not result.steps:
         return '<div class="mt-empty">No reasoning steps.</div>'
     head = (f'<div class="mt-path-head">{len(result.steps)} step(s) on the chosen path '
             f'{scale_legend("confidence")}</div>')
-    steps = "".join(_step_html(i, s) for i, s in enumerate(result.steps, 1))
+    steps = "".join(_step_html(i, s, text)
+                    for i, (s, text) in enumerate(zip(result.steps, step_texts(result, decode)), 1))
     return f'<div class="mt-path">{head}<ol class="mt-steps">{steps}</ol></div>'
 
 
@@ -279,6 +299,8 @@ def _node_svg(node: TreeNode, p: PlacedNode) -> str:
                  f'rx="2" fill="{fill}"/>')
     else:
         shape = f'<circle cx="{p.x:.1f}" cy="{p.y:.1f}" r="{p.r:.1f}" fill="{fill}"/>'
+    if node.terminal and node.visits:  # a finished answer's reward, readable without a click
+        shape += f'<text class="mt-node-value" x="{p.x + p.r + 3:.1f}" y="{p.y + 4:.1f}">{node.mean_value:.2f}</text>'
     label = esc(_node_label(node))
     return (f'<g class="{" ".join(classes)}" data-node="{node.id}" tabindex="0" role="button" '
             f'aria-label="{label}">{shape}<title>{label}</title></g>')
@@ -287,7 +309,7 @@ def _node_svg(node: TreeNode, p: PlacedNode) -> str:
 def tree_svg(tree: SearchTree) -> str:
     """The tree as standalone SVG: size = visits, fill = mean value, chosen path drawn in blue on top."""
     placed = layout_tree(tree)
-    width = max(p.x for p in placed.values()) + _MARGIN + _R_MAX
+    width = max(p.x for p in placed.values()) + _MARGIN + _R_MAX + _LABEL_W
     height = max(p.y for p in placed.values()) + _MARGIN + _R_MAX
     path_edges = set(zip(tree.chosen_path, tree.chosen_path[1:]))
     edges = [(n.parent, n.id) for n in tree.nodes if n.parent is not None]
@@ -412,8 +434,10 @@ CSS = """
   border-radius: 6px; min-height: 3em; }
 .mt-info-head { font-weight: 700; margin-bottom: .3em; }
 .mt-info-table { border-collapse: collapse; font-size: .85em; margin-bottom: .3em; }
-.mt-info-table th { text-align: left; padding: 0 1em 0 0; font-weight: 600; }
-.mt-info-table td { padding: 0; }
+.mt-tree .mt-info-table th, .mt-tree .mt-info-table td { border: 0; background: none; padding: 0 1em 0 0;
+  text-align: left; vertical-align: top; }
+.mt-tree .mt-info-table th { font-weight: 600; }
+.mt-node-value { font-size: 10px; fill: currentColor; opacity: .8; }
 """
 
 

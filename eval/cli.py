@@ -12,6 +12,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from eval.bench import register as register_bench
 from eval.data import read_lines
 from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES
 from eval.scoring import DEFAULT_METRICS, ScoreReport, parse_metric_names, score
@@ -89,7 +90,7 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_score)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_score,)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_score, register_bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

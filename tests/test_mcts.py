@@ -2,14 +2,15 @@
 
 import json
 import math
+import re
 
 import pytest
 
-from translator.api import Translator
+from translator.api import Translator, make_request
 from translator.backends.transformers_backend import TransformersBackend
-from translator.mcts import Node
 from translator.result import TranslationResult
-from translator.strategies.mcts import REFLECTION
+from translator.strategies import Hooks
+from translator.strategies.mcts import REFLECTION, Mcts, MctsConfig, _Search
 
 TEXT = "我今天太累了，只想躺平。"
 SMALL = dict(rollouts=6, children=3, max_new_tokens=72, seed=5)
@@ -87,21 +88,33 @@ def test_step_granularity_cuts_at_line_ends(translator):
             assert node.text.endswith("\n") or node.text.rstrip().lower().endswith(("</thought>", "</output>")), node.text
 
 
-def test_reflection_on_and_off(translator, small_backend):
-    # A prompt-level nudge is not possible with a 135M model; instead the search is given a short budget
-    # and we look for the injected sentence wherever a path closed its thought.
-    on = _search(translator, granularity="step", rollouts=3, reflection=True, max_new_tokens=160)
-    off = _search(translator, granularity="step", rollouts=3, reflection=False, max_new_tokens=160)
+def test_reflection_on_and_off(small_backend):
+    """The paper's sentence is injected where a thought ends, only when reflection is on.
+
+    The 135M model does not follow the Thought/Output format by itself, so this search starts from a
+    prompt that makes it write the tags (the search machinery is the real one)."""
+    tok = small_backend.tokenizer
+    prompt = tok.apply_chat_template(
+        [{"role": "user", "content": "Repeat this text exactly:\nIt means hello.</Thought>\n<Output>Hello</Output>"}],
+        tokenize=False, add_generation_prompt=True)
+    request = make_request("你好", "zh", "en")
+
+    def search(reflection: bool):
+        config = MctsConfig(granularity="step", rollouts=3, children=3, max_new_tokens=60, reflection=reflection, seed=1)
+        return _Search(Mcts(small_backend, config), request, Hooks(), prompt).run()
+
+    off, on = search(False), search(True)
+    ends = re.compile(r"</thought>|<output>", re.IGNORECASE)
+    assert any(ends.search(n.text) for n in off.tree.nodes), "the prompt no longer makes the model end a thought"
+    assert not any(n.kind == "reflection" or "Wait! Maybe" in n.text for n in off.tree.nodes)
     reflections = [n for n in on.tree.nodes if n.kind == "reflection"]
-    closed_off = [n for n in off.tree.nodes if "</thought>" in n.text.lower()]
-    assert not any(n.kind == "reflection" or REFLECTION.strip() in n.text for n in off.tree.nodes)
-    if closed_off:  # the model closes its thought within budget: then reflection must have fired
-        assert reflections
-        for node in reflections:
-            assert node.text == REFLECTION and node.n_tokens > 0
-            assert "</thought>" not in on.tree.node(node.parent).text.lower()
-    else:
-        pytest.skip("the small model never closed its thought within the budget")
+    assert reflections
+    for node in reflections:
+        assert node.text == REFLECTION and node.n_tokens > 0 and node.confidence is None  # injected, not generated
+        assert not ends.search(on.tree.node(node.parent).text)  # the tag that ended the thought was cut
+        below = [n for n in on.tree.nodes if n.parent == node.id]
+        assert all(not n.kind == "reflection" for n in below)  # one reflection per path
+    assert on.tree.node(0).visits == 3
 
 
 def test_cache_reuse_off_computes_the_same(small_model):
@@ -135,3 +148,21 @@ def test_invalid_options_are_clear_errors(translator):
         _search(translator, rollouts=0)
     with pytest.raises(InputError, match="do not apply"):
         translator.translate(TEXT, "zh", "en", strategy="cot", rollouts=4)
+
+
+def test_backtranslation_reward_scores_round_trip(translator):
+    result = _search(translator, granularity="mini-32", rollouts=2, children=2, max_new_tokens=40,
+                     reward="confidence+backtranslation")
+    details = result.reward["details"]
+    assert {"confidence", "backtranslation", "translation"} <= set(details)
+    back = details["backtranslation"]
+    assert 0.0 <= back["value"] <= 1.0 and back["value"] == pytest.approx(back["chrf"] / 100)
+    assert result.reward["value"] == pytest.approx((details["confidence"]["value"] + back["value"]) / 2)
+
+
+def test_comet_qe_reward_without_a_model_is_a_clear_error(small_backend, tmp_path, monkeypatch):
+    from translator.errors import InputError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(InputError, match="comet-qe"):
+        Mcts(small_backend, MctsConfig(reward="comet-qe", comet_model=str(tmp_path / "missing")))

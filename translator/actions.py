@@ -11,7 +11,8 @@ from dataclasses import dataclass
 
 GRANULARITIES = ("step", "mini-32", "mini-64")
 OUTPUT_CLOSE = re.compile(r"<\s*/\s*output\s*>", re.IGNORECASE)
-THOUGHT_CLOSE = re.compile(r"<\s*/\s*thought\s*>", re.IGNORECASE)
+# The thought ends where it is closed, or where the Output opens in a model that never closes it.
+THOUGHT_END = re.compile(r"<\s*/\s*thought\s*>|<\s*output\s*>", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class Chunking:
             return n_tokens >= size
         if n_tokens >= self.max_step_tokens:
             return True
-        if THOUGHT_CLOSE.search(chunk_text) or OUTPUT_CLOSE.search(chunk_text):
+        if THOUGHT_END.search(chunk_text) or OUTPUT_CLOSE.search(chunk_text):
             return True
         return "\n" in token_text and bool(chunk_text.strip())
 
@@ -56,5 +57,5 @@ def answer_closed(text_tail: str) -> bool:
     return OUTPUT_CLOSE.search(text_tail) is not None
 
 
-def thought_closed(text_tail: str) -> bool:
-    return THOUGHT_CLOSE.search(text_tail) is not None
+def thought_ended(text_tail: str) -> bool:
+    return THOUGHT_END.search(text_tail) is not None

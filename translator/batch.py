@@ -7,10 +7,12 @@ names the column), or ``-`` for stdin; the output is the same format with the tr
 UTF-8. Every input record gives one output record, in order: a blank segment stays blank and a failed one
 is empty (or ``--failed-marker``), with its reason on stderr and in the trace.
 
-Resuming: finished segments go to an append-only, fsynced journal (``OUTPUT.partial.jsonl``, or
+Resuming: decoded segments go to an append-only, fsynced journal (``OUTPUT.partial.jsonl``, or
 ``--journal``); rerunning the same command after Ctrl-C, kill -9 or power loss skips them and produces
-the output an uninterrupted run would have. The output is written atomically once every segment is done,
-and then the journal is deleted. Output to stdout is resumable only with an explicit ``--journal``.
+the output an uninterrupted run would have (segments that failed with a model error are tried again). The
+output and the trace are written atomically once every segment is done, and then the journal is deleted.
+Output to stdout is resumable only with an explicit ``--journal``. Identical segments are decoded once;
+``--cache DIR`` keeps results across runs.
 
 Exit codes: 0 every segment translated (blank ones skipped), 1 some segments failed (or the model could
 not be loaded), 2 usage error (nothing written), 130 interrupted (finished segments saved).
@@ -21,7 +23,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import logging
 import os
 import sys
@@ -33,7 +34,7 @@ from pathlib import Path
 from translator.api import Translator, make_request
 from translator.batch_cache import DiskCache
 from translator.batch_files import write_atomic
-from translator.batch_formats import FORMATS, Document, FormatOptions, Translated, read_document
+from translator.batch_formats import FORMATS, Document, FormatOptions, Translated, json_line, read_document
 from translator.batch_glossary import Glossary, load_glossary
 from translator.batch_journal import Journal
 from translator.batch_run import BatchRunner, RunStats, SegmentRecord
@@ -107,7 +108,7 @@ def load_translator(model: str | None, device: str | None, dtype: str | None, tr
 
 @dataclass
 class Job:
-    """A run with every input read and checked, and nothing written yet."""
+    """A run with every input read and checked, and nothing written yet (bar an empty --cache folder)."""
 
     document: Document
     runner: BatchRunner
@@ -208,8 +209,7 @@ def _write_results(job: Job, records: list[SegmentRecord], failed_marker: str) -
     outputs = [Translated(r.translation or "", r.error) for r in records]
     text = job.document.render(outputs, failed_marker).encode("utf-8")
     if job.trace is not None:
-        write_atomic(job.trace, "".join(json.dumps(dataclasses.asdict(r), ensure_ascii=False) + "\n"
-                                        for r in records).encode("utf-8"))
+        write_atomic(job.trace, "".join(json_line(dataclasses.asdict(r)) + "\n" for r in records).encode("utf-8"))
     if job.output is not None:
         write_atomic(job.output, text)
     else:
@@ -220,8 +220,8 @@ def _write_results(job: Job, records: list[SegmentRecord], failed_marker: str) -
 
 
 def _summary(stats: RunStats, elapsed: float) -> str:
-    return (f"{PROG}: {stats.finished}/{stats.total} segments: {stats.ok} done ({stats.resumed} resumed, "
-            f"{stats.reused} reused), {stats.failed} failed, {stats.skipped} skipped (blank); "
+    return (f"{PROG}: {stats.finished}/{stats.total} segments: {stats.ok} done, {stats.failed} failed, "
+            f"{stats.skipped} skipped (blank); {stats.resumed} from the journal, {stats.reused} reused; "
             f"{elapsed:.1f} s, {stats.tokens_per_second:.1f} tokens/s")
 
 

@@ -65,14 +65,23 @@ def one_line(text: str) -> str:
     return _LINE_BREAKS.sub(" ", text)
 
 
+def json_line(value: object) -> str:
+    """JSON on one line for every reader: the line breaks json.dumps leaves raw (U+2028, U+2029, NEL) are
+    escaped, since str.splitlines() and some editors would split a record on them."""
+    text = json.dumps(value, ensure_ascii=False)
+    return text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029").replace("\x85", "\\u0085")
+
+
 def _line_at(data: bytes, offset: int) -> tuple[int, int]:
     """1-based line and column of a byte offset."""
     start = data.rfind(b"\n", 0, offset) + 1
     return data.count(b"\n", 0, offset) + 1, offset - start + 1
 
 
-def decode(data: bytes, name: str, encoding: str | None = None, *, hint: str = "") -> str:
-    """The text of a file, or an error naming the first line that is not text in the expected encoding."""
+def decode(data: bytes, name: str, encoding: str | None = None, *, choosable: bool = False) -> str:
+    """The text of a file, or an error naming the first line that is not text in the expected encoding.
+
+    ``choosable``: the user can name another encoding (``--encoding``), so the message says how."""
     if encoding:
         try:
             codecs.lookup(encoding)
@@ -85,7 +94,8 @@ def decode(data: bytes, name: str, encoding: str | None = None, *, hint: str = "
             raise InputError(f"{name}: line {line} is not valid {encoding} (byte 0x{data[exc.start]:02x} "
                              f"at column {col})") from None
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise InputError(f"{name} is UTF-16 (it starts with a UTF-16 byte-order mark); convert it to UTF-8{hint}")
+        raise InputError(f"{name} is UTF-16 (it starts with a UTF-16 byte-order mark): convert it to UTF-8"
+                         + (", or pass --encoding utf-16" if choosable else ""))
     if b"\0" in data:
         line, _ = _line_at(data, data.index(b"\0"))
         raise InputError(f"{name} looks like a binary file (NUL byte on line {line}), not text")
@@ -96,7 +106,8 @@ def decode(data: bytes, name: str, encoding: str | None = None, *, hint: str = "
     except UnicodeDecodeError as exc:
         line, col = _line_at(data, exc.start)
         raise InputError(f"{name}: line {line} is not valid UTF-8 (byte 0x{data[exc.start]:02x} at column {col})"
-                         f"{hint}") from None
+                         + ("; if the file is in another encoding, name it with --encoding (e.g. gb18030)"
+                            if choosable else "")) from None
 
 
 def split_lines(text: str) -> list[str]:
@@ -144,7 +155,7 @@ class JsonlDocument(Document):
             filled.pop(error_field, None)
             if out.error:
                 filled[error_field] = out.error
-            lines.append(json.dumps(filled, ensure_ascii=False))
+            lines.append(json_line(filled))
         return "".join(line + "\n" for line in lines)
 
 
@@ -230,8 +241,7 @@ def _csv_rows(text: str, name: str) -> list[tuple[int, list[str]]]:
 def read_document(data: bytes, name: str, options: FormatOptions) -> Document:
     """Parse a whole input, refusing it with a message naming the offending line."""
     fmt = guess_format(name) if options.format == "auto" else options.format
-    hint = "; or pass --encoding with the file's encoding (e.g. --encoding gb18030)"
-    text = decode(data, name, options.encoding, hint=hint)
+    text = decode(data, name, options.encoding, choosable=True)
     if fmt == "csv":
         return TableDocument(_csv_rows(text, name), name, options.field, options.output_field, "csv")
     lines = split_lines(text)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from translator.batch_files import sync_dir, write_atomic
+from translator.batch_formats import json_line
 from translator.errors import InputError
 
 _MAGIC = "marco-translate batch journal"
@@ -81,7 +82,7 @@ class Journal:
             return
         if self._file is None:
             self._open()
-        self._file.write(b"".join(json.dumps(e, ensure_ascii=False).encode() + b"\n" for e in entries))
+        self._file.write("".join(json_line(e) + "\n" for e in entries).encode("utf-8"))
         self._file.flush()
         os.fsync(self._file.fileno())
 
@@ -89,7 +90,7 @@ class Journal:
         """Created on the first finished batch, so a run that finishes nothing leaves no file behind."""
         if self._valid_end == 0:
             header = {"journal": _MAGIC, "version": _VERSION, "settings": self.settings}
-            write_atomic(self.path, json.dumps(header, ensure_ascii=False).encode() + b"\n")
+            write_atomic(self.path, (json_line(header) + "\n").encode("utf-8"))
         self._file = open(self.path, "ab")
         if self._valid_end:
             self._file.truncate(self._valid_end)  # drop a torn last line before appending after it

@@ -28,7 +28,7 @@ class Node:
     terminal: bool = False
     truncated: bool = False
     reflected: bool = False  # a reflection is on the path to this node
-    thought_closed: bool = False  # the thought was closed on the path (no more reflection possible)
+    thought_ended: bool = False  # the thought ended on the path (closed, or the Output opened)
     children: list["Node"] = field(default_factory=list)
     visits: int = 0
     total: float = 0.0

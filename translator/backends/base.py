@@ -33,7 +33,7 @@ class GenRequest:
     sampling: Sampling = field(default_factory=Sampling)
     seed: int = 0  # per-request seed: results do not depend on what else shares the batch
     chunking: Chunking = field(default_factory=Chunking)
-    stop_at_thought_close: bool = False  # pause when the thought closes (so reflection can be injected)
+    stop_at_thought_end: bool = False  # pause when the thought closes (so reflection can be injected)
 
 
 @dataclass
@@ -48,7 +48,7 @@ class Chunk:
 @dataclass
 class Continuation:
     chunks: list[Chunk]
-    finish: str  # "eos", "output_closed", "thought_closed" or "length"
+    finish: str  # "eos", "output_closed", "thought_ended" or "length"
 
     @property
     def tokens(self) -> list[TokenScore]:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from translator.actions import answer_closed, thought_closed
+from translator.actions import answer_closed, thought_ended
 from translator.backends.base import Backend, BackendStats, Chunk, Continuation, GenRequest, Sampling
 from translator.models import LoadedModel
 from translator.result import TOP_K, TokenScore
@@ -261,8 +261,8 @@ class TransformersBackend(Backend):
         tail = self.decode([t.token_id for t in row.tokens[-_TAIL_TOKENS:]])
         if answer_closed(tail):
             row.finish = "output_closed"
-        elif req.stop_at_thought_close and thought_closed(tail):
-            row.finish = "thought_closed"
+        elif req.stop_at_thought_end and thought_ended(tail):
+            row.finish = "thought_ended"
         elif len(row.tokens) >= req.max_new_tokens:
             row.finish = "length"
         elif req.chunking.ends_after(row.chunk_text, len(row.tokens) - row.chunk_starts[-1], text):

@@ -14,7 +14,7 @@ import math
 import time
 from dataclasses import dataclass
 
-from translator.actions import GRANULARITIES, THOUGHT_CLOSE, Chunking, thought_closed
+from translator.actions import GRANULARITIES, THOUGHT_END, Chunking, thought_ended
 from translator.backends.base import Chunk, Continuation, GenRequest, Sampling
 from translator.errors import InputError
 from translator.mcts import Node, backpropagate, can_expand, chosen_path, exhausted, iter_nodes, select, to_search_tree
@@ -96,17 +96,20 @@ class Mcts(Strategy):
         from translator.strategies.greedy import Direct, DirectConfig
 
         reverse = [TranslationRequest(t, request.tgt, request.src) for t in texts]
-        return [r.translation for r in Direct(self.backend, DirectConfig()).translate(reverse)]
+        config = DirectConfig(max_new_tokens=max(16, self.config.max_new_tokens // 2))
+        return [r.translation for r in Direct(self.backend, config).translate(reverse)]
 
     def translate(self, requests: list[TranslationRequest], hooks: Hooks | None = None) -> list[TranslationResult]:
-        return [_Search(self, r, hooks or Hooks()).run() for r in requests]
+        tokenizer = self.backend.tokenizer
+        return [_Search(self, r, hooks or Hooks(), build_prompt(tokenizer, r, reasoning=True)).run() for r in requests]
 
 
 class _Search:
     """One search for one segment: the tree, its budget and its accounting."""
 
-    def __init__(self, strategy: Mcts, request: TranslationRequest, hooks: Hooks):
+    def __init__(self, strategy: Mcts, request: TranslationRequest, hooks: Hooks, prompt: str):
         self.s = strategy
+        self.prompt = prompt
         self.cfg: MctsConfig = strategy.config
         self.backend = strategy.backend
         self.request = request
@@ -122,7 +125,7 @@ class _Search:
             node.depth = parent.depth + 1
             node.path_tokens = parent.path_tokens + len(node.token_ids)
             node.reflected = parent.reflected or kind == "reflection"
-            node.thought_closed = parent.thought_closed or thought_closed(text)
+            node.thought_ended = parent.thought_ended or thought_ended(text)
             parent.children.append(node)
         self.nodes.append(node)
         return node
@@ -134,7 +137,7 @@ class _Search:
     def _request(self, node: Node, index: int) -> GenRequest:
         return GenRequest(node.state, max(1, self.cfg.max_new_tokens - node.path_tokens), self.sampling_for(node),
                           seed=self._seed(node, index), chunking=self.s.chunking,
-                          stop_at_thought_close=self.cfg.reflection and not node.reflected and not node.thought_closed)
+                          stop_at_thought_end=self.cfg.reflection and not node.reflected and not node.thought_ended)
 
     def sampling_for(self, node: Node) -> Sampling:
         return self.s.sampling
@@ -143,8 +146,7 @@ class _Search:
         start = time.perf_counter()
         stats0 = (self.backend.stats.forwarded_tokens, self.backend.stats.recomputed_tokens,
                   self.backend.stats.generated_tokens)
-        prompt = build_prompt(self.backend.tokenizer, self.request, reasoning=True)
-        root = self._new(None, "root", self.backend.start(prompt), [], [], "")
+        root = self._new(None, "root", self.backend.start(self.prompt), [], [], "")
         iterations = 0
         while self.rollouts < self.cfg.rollouts and not self._out_of_budget(start):
             if self.hooks.should_stop and self.rollouts and self.hooks.should_stop():
@@ -196,7 +198,7 @@ class _Search:
             next_jobs = []
             for (parent, _), cont in zip(jobs, continuations):
                 last = self._attach(parent, cont)
-                if cont.finish == "thought_closed":
+                if cont.finish == "thought_ended":
                     reflection = self._new(last, "reflection", self.backend.extend(last.state, REFLECTION),
                                            self.backend.tokenizer.encode(REFLECTION, add_special_tokens=False),
                                            [], REFLECTION)
@@ -213,8 +215,8 @@ class _Search:
     def _attach(self, parent: Node, cont: Continuation) -> Node:
         """Hang a continuation under ``parent`` as a chain of action nodes; returns the last one."""
         chunks = cont.chunks
-        if cont.finish == "thought_closed":
-            chunks = self._cut_thought_close(chunks)
+        if cont.finish == "thought_ended":
+            chunks = self._cut_thought_end(chunks)
         node = parent
         for chunk in chunks:
             node = self._new(node, self.cfg.granularity, chunk.state, [t.token_id for t in chunk.tokens],
@@ -226,10 +228,10 @@ class _Search:
             node.truncated = cont.finish == "length"
         return node
 
-    def _cut_thought_close(self, chunks: list[Chunk]) -> list[Chunk]:
+    def _cut_thought_end(self, chunks: list[Chunk]) -> list[Chunk]:
         """Drop the tokens that close the thought, so the reflection continues the thought itself."""
         ids = [t.token_id for c in chunks for t in c.tokens]
-        tag_start = THOUGHT_CLOSE.search(self.backend.decode(ids)).start()
+        tag_start = THOUGHT_END.search(self.backend.decode(ids)).start()
         keep = len(ids)
         while keep > 0 and len(self.backend.decode(ids[:keep])) > tag_start:
             keep -= 1
