@@ -17,7 +17,10 @@ from translator.models import DEFAULT_MODEL
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="marco-app",
-        description="Web app for reasoning-augmented translation of colloquial text (Marco-o1 style search).")
+        description="Web app for reasoning-augmented translation of colloquial text (Marco-o1 style search).",
+        epilog="Each model runs one translation at a time (it is shared); further requests wait in the queue, "
+               "which shows them their position. The translate function is also an API endpoint: "
+               "gradio_client.Client(URL).predict(text=..., src='zh', tgt='en', api_name='/translate').")
     parser.add_argument("--model", action="append", default=None, metavar="SPEC",
                         help="registry name, GGUF path, local directory or Hugging Face id; give it several "
                              f"times to offer several models (default: {DEFAULT_MODEL})")

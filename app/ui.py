@@ -226,7 +226,8 @@ class Service:
     def start(self, text: str, src: str, tgt: str, model: str | None, settings: Settings) -> tuple[Job, Translator]:
         """Validate everything a user can get wrong before queuing for the model, then start the job."""
         if isinstance(text, str) and len(text.strip()) > self.limits.max_input_chars:
-            raise InputError(f"input is {len(text.strip())} characters; the limit here is {self.limits.max_input_chars}")
+            raise InputError(f"input is {len(text.strip())} characters; "
+                             f"the limit here is {self.limits.max_input_chars}")
         request = make_request(text, src, tgt)
         translator, lock = self.models.get(model)
         strategy = translator.strategy(settings.strategy, **settings.options(self.limits))
@@ -240,8 +241,8 @@ class Service:
         try:
             job, translator = self.start(text, src, tgt, model, settings)
         except TranslatorError as exc:
-            yield outputs(status=views.message_html(str(exc), "error"))
-            raise gr.Error(str(exc)) from None
+            yield _failed(str(exc))
+            return
         key = request.session_hash or uuid.uuid4().hex
         self._stops[key] = job.stop
         try:
@@ -264,10 +265,7 @@ class Service:
             if isinstance(event, TranslationResult):
                 yield self._final(event, translator, stopped=job.stop.is_set())
             elif isinstance(event, BaseException):
-                message = _error_message(event)
-                yield outputs(status=views.message_html(message, "error"), path="", tokens="", tree="",
-                              stop=gr.update(interactive=False))
-                raise gr.Error(message)
+                yield _failed(_error_message(event), path="", tokens="", tree="", stop=gr.update(interactive=False))
             elif isinstance(event, Progress):
                 last, waiting = event, False
                 yield outputs(translation=event.best_translation, status=_progress(event, job))
@@ -279,7 +277,8 @@ class Service:
             elif last is not None:
                 yield outputs(status=_progress(last, job))
             else:
-                yield outputs(status=views.message_html(f"Translating with {strategy}… {job.elapsed_s:.0f} s", "running"))
+                clock = f"Translating with {strategy}… {job.elapsed_s:.0f} s"
+                yield outputs(status=views.message_html(clock, "running"))
 
     def _final(self, result: TranslationResult, translator: Translator, *, stopped: bool) -> tuple:
         trace, tree = self.files.write(result)
@@ -328,6 +327,13 @@ class Service:
 _PENDING = '<div class="mt-empty">Running…</div>'
 
 
+def _failed(message: str, **updates: Any) -> tuple:
+    """The error on the status line and as a toast. Not raised as gr.Error: that would also log a
+    traceback on the server for what is only a user's mistake."""
+    gr.Warning(message)
+    return outputs(status=views.message_html(message, "error"), **updates)
+
+
 def _progress(p: Progress, job: Job) -> str:
     return views.progress_html(p.done, p.budget, job.elapsed_s, p.best_translation, p.best_value)
 
@@ -348,92 +354,122 @@ def swap_languages(src: str, tgt: str, text: str, translation: str) -> tuple[str
 def build_app(models: Models, limits: Limits = Limits(), files: ResultFiles | None = None) -> gr.Blocks:
     """The Blocks app with its queue configured; launch it with ``css=CSS``."""
     service = Service(models, limits, files)
-    defaults = Settings().clamped(limits)
-    languages = [(f"{lang.name} ({lang.code})", lang.code) for lang in LANGUAGES]
     with gr.Blocks(title="marco-translate", analytics_enabled=False) as demo:
         gr.Markdown("## marco-translate\nReasoning-augmented translation of colloquial text: the model reasons "
                     "in *Thought*, answers in *Output*; **mcts** searches over its reasoning steps and keeps the "
                     "path the model is most confident about.", elem_id="mt-header")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                source = gr.Textbox(label="Source text", lines=4, max_length=limits.max_input_chars,
-                                    placeholder="A sentence with slang, an idiom, a meme…", elem_id="mt-source")
-                # The pickers are rendered in the next column; created here so the examples can fill them.
-                src = gr.Dropdown(languages, value="zh", label="From", scale=4, elem_id="mt-src", render=False)
-                tgt = gr.Dropdown(languages, value="en", label="To", scale=4, elem_id="mt-tgt", render=False)
-                gr.Examples(EXAMPLES, inputs=[source, src, tgt], label="Colloquial examples (click one)",
-                            examples_per_page=len(EXAMPLES))
-            with gr.Column(scale=2):
-                with gr.Row(equal_height=True):
-                    src.render()
-                    swap = gr.Button("⇄", scale=1, min_width=48, size="sm", elem_id="mt-swap")
-                    tgt.render()
-                strategy = gr.Radio(list(STRATEGIES), value=defaults.strategy, label="Strategy",
-                                    info="direct: answer only · cot: one reasoning pass · mcts: search",
-                                    elem_id="mt-strategy")
-                model = gr.Dropdown(models.choices(), value=models.default, label="Model",
-                                    interactive=len(models) > 1, elem_id="mt-model")
-                with gr.Row():
-                    run = gr.Button("Translate", variant="primary", elem_id="mt-run")
-                    stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="mt-stop")
-        with gr.Accordion("Search settings", open=False, elem_id="mt-settings"):
-            with gr.Row():
-                max_new_tokens = gr.Slider(8, limits.max_new_tokens, value=defaults.max_new_tokens, step=8,
-                                           label="Max new tokens (per path)", elem_id="mt-max-new-tokens")
-                seed = gr.Number(defaults.seed, precision=0, label="Seed", elem_id="mt-seed")
-            with gr.Row(visible=defaults.strategy == "mcts") as mcts_knobs:
-                granularity = gr.Radio(list(GRANULARITIES), value=defaults.granularity, label="Action granularity",
-                                       info="step: one line of reasoning · mini-N: N tokens", elem_id="mt-granularity")
-                rollouts = gr.Slider(1, limits.max_rollouts, value=defaults.rollouts, step=1, label="Rollouts (budget)",
-                                     elem_id="mt-rollouts")
-                children = gr.Slider(1, 8, value=defaults.children, step=1, label="Children per node",
-                                     elem_id="mt-children")
-                reward = gr.Dropdown(list(UI_REWARDS), value=defaults.reward, label="Reward", elem_id="mt-reward")
-                reflection = gr.Checkbox(defaults.reflection, label="Reflection",
-                                         info="'Wait! Maybe I made some mistakes!' once per path", elem_id="mt-reflection")
-        with gr.Row(equal_height=False):
-            with gr.Column(scale=3):
-                translation = gr.Textbox(label="Translation", lines=3, interactive=False, buttons=["copy"],
-                                         elem_id="mt-translation")
-                status = gr.HTML(views.message_html("Type a sentence, or pick an example below."), elem_id="mt-status")
-                alternatives = gr.Radio([], label="Other translations the search found (pick one)", visible=False,
-                                        elem_id="mt-alternatives")
-                with gr.Row():
-                    result_file = gr.DownloadButton("Download result (JSON)", interactive=False, size="sm",
-                                                    elem_id="mt-download-json")
-                    tree_file = gr.DownloadButton("Download tree (HTML)", interactive=False, size="sm",
-                                                  elem_id="mt-download-tree")
-            with gr.Column(scale=2):
-                gr.Markdown("#### Chosen reasoning path")
-                path = gr.HTML(_EMPTY_PATH, elem_id="mt-path", max_height=620)
-        with gr.Tabs():
-            with gr.Tab("Search tree", elem_id="mt-tab-tree"):
-                tree = gr.HTML(_EMPTY_TREE, js_on_load=views.TREE_JS, elem_id="mt-tree")
-            with gr.Tab("Token confidence", elem_id="mt-tab-tokens"):
-                tokens = gr.HTML('<div class="mt-empty">The chosen path\'s tokens, coloured by confidence.</div>',
-                                 elem_id="mt-tokens")
-
-        components = {"translation": translation, "status": status, "path": path, "tokens": tokens, "tree": tree,
-                      "alternatives": alternatives, "result_file": result_file, "tree_file": tree_file, "stop": stop}
-        inputs = [source, src, tgt, model, strategy, granularity, rollouts, children, reflection, reward,
-                  max_new_tokens, seed]
-        out = [components[name] for name in OUTPUTS]
-        for trigger in (run.click, source.submit):
-            trigger(service.translate_ui, inputs, out, api_visibility="private", concurrency_id="model",
-                    concurrency_limit=len(models), show_progress="hidden")
-        stop.click(service.stop, None, None, api_visibility="private", queue=False)
-        swap.click(swap_languages, [src, tgt, source, translation], [src, tgt, source], api_visibility="private",
-                   queue=False)
-        strategy.change(lambda s: gr.update(visible=s == "mcts"), strategy, mcts_knobs, api_visibility="private",
-                        queue=False)
-        alternatives.input(lambda choice: choice, alternatives, translation, api_visibility="private", queue=False)
-        gr.api(service.translate_api, api_name="translate", concurrency_id="model", concurrency_limit=len(models))
+        c = _input_panel(models, limits) | _settings_panel(limits) | _output_panel()
+        _wire(c, service, len(models))
     demo.queue(default_concurrency_limit=1, max_size=limits.queue_size)
     return demo
 
 
+def _input_panel(models: Models, limits: Limits) -> dict[str, Any]:
+    """Source text and examples on the left; languages, strategy, model and the buttons on the right."""
+    languages = [(f"{lang.name} ({lang.code})", lang.code) for lang in LANGUAGES]
+    defaults = Settings()
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            source = gr.Textbox(label="Source text", lines=4, max_length=limits.max_input_chars,
+                                placeholder="A sentence with slang, an idiom, a meme… (Shift+Enter translates)",
+                                elem_id="mt-source")
+            # The pickers are rendered in the next column; created here so the examples can fill them.
+            src = gr.Dropdown(languages, value="zh", label="From", scale=4, elem_id="mt-src", render=False)
+            tgt = gr.Dropdown(languages, value="en", label="To", scale=4, elem_id="mt-tgt", render=False)
+            gr.Examples(EXAMPLES, inputs=[source, src, tgt], label="Colloquial examples (click one)",
+                        examples_per_page=len(EXAMPLES))
+        with gr.Column(scale=2):
+            with gr.Row(equal_height=True):
+                src.render()
+                swap = gr.Button("⇄", scale=1, min_width=48, size="sm", elem_id="mt-swap")
+                tgt.render()
+            strategy = gr.Radio(list(STRATEGIES), value=defaults.strategy, label="Strategy",
+                                info="direct: answer only · cot: one reasoning pass · mcts: search",
+                                elem_id="mt-strategy")
+            model = gr.Dropdown(models.choices(), value=models.default, label="Model",
+                                interactive=len(models) > 1, elem_id="mt-model")
+            with gr.Row():
+                run = gr.Button("Translate", variant="primary", elem_id="mt-run")
+                stop = gr.Button("Stop", variant="stop", interactive=False, elem_id="mt-stop")
+    return {"source": source, "src": src, "tgt": tgt, "swap": swap, "strategy": strategy, "model": model,
+            "run": run, "stop": stop}
+
+
+def _settings_panel(limits: Limits) -> dict[str, Any]:
+    """The token budget, and the search knobs (shown for mcts only), folded away by default."""
+    defaults = Settings().clamped(limits)
+    with gr.Accordion("Settings: token budget and search", open=False, elem_id="mt-settings"):
+        max_new_tokens = gr.Slider(8, limits.max_new_tokens, value=defaults.max_new_tokens, step=8,
+                                   label="Max new tokens (per path)", elem_id="mt-max-new-tokens")
+        with gr.Column(visible=defaults.strategy == "mcts") as mcts_knobs:
+            with gr.Row():
+                granularity = gr.Radio(list(GRANULARITIES), value=defaults.granularity, scale=2, min_width=300,
+                                       label="Action granularity", info="step: one line of reasoning · "
+                                       "mini-N: N tokens", elem_id="mt-granularity")
+                rollouts = gr.Slider(1, limits.max_rollouts, value=defaults.rollouts, step=1,
+                                     label="Rollouts (budget)", elem_id="mt-rollouts")
+                children = gr.Slider(1, 8, value=defaults.children, step=1, label="Children per node",
+                                     elem_id="mt-children")
+            with gr.Row():
+                reward = gr.Dropdown(list(UI_REWARDS), value=defaults.reward, label="Reward", elem_id="mt-reward")
+                reflection = gr.Checkbox(defaults.reflection, label="Reflection", elem_id="mt-reflection",
+                                         info="inject 'Wait! Maybe I made some mistakes!' once per path")
+                seed = gr.Number(defaults.seed, precision=0, label="Seed", elem_id="mt-seed",
+                                 info="same seed and settings, same search")
+    return {"max_new_tokens": max_new_tokens, "mcts_knobs": mcts_knobs, "granularity": granularity,
+            "rollouts": rollouts, "children": children, "reward": reward, "reflection": reflection, "seed": seed}
+
+
+def _output_panel() -> dict[str, Any]:
+    """Translation, status, alternatives and downloads beside the chosen path; tree and tokens in tabs."""
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=3):
+            translation = gr.Textbox(label="Translation", lines=3, interactive=False, buttons=["copy"],
+                                     elem_id="mt-translation")
+            status = gr.HTML(views.message_html("Type a sentence or pick an example, then Translate."),
+                             elem_id="mt-status")
+            alternatives = gr.Radio([], label="Other translations the search found (pick one)", visible=False,
+                                    elem_id="mt-alternatives")
+            with gr.Row():
+                result_file = gr.DownloadButton("Download result (JSON)", interactive=False, size="sm",
+                                                elem_id="mt-download-json")
+                tree_file = gr.DownloadButton("Download tree (HTML)", interactive=False, size="sm",
+                                              elem_id="mt-download-tree")
+        with gr.Column(scale=2):
+            gr.Markdown("#### Chosen reasoning path")
+            path = gr.HTML(_EMPTY_PATH, elem_id="mt-path", max_height=620)
+    with gr.Tabs():
+        with gr.Tab("Search tree", elem_id="mt-tab-tree"):
+            tree = gr.HTML(_EMPTY_TREE, js_on_load=views.TREE_JS, elem_id="mt-tree")
+        with gr.Tab("Token confidence", elem_id="mt-tab-tokens"):
+            tokens = gr.HTML(_EMPTY_TOKENS, elem_id="mt-tokens")
+    return {"translation": translation, "status": status, "alternatives": alternatives, "result_file": result_file,
+            "tree_file": tree_file, "path": path, "tree": tree, "tokens": tokens}
+
+
+def _wire(c: dict[str, Any], service: Service, n_models: int) -> None:
+    """Events. Translations (UI and API) share one concurrency group, one slot per model; the cheap UI
+    events skip the queue, so Stop and the pickers never wait behind a search."""
+    inputs = [c[name] for name in ("source", "src", "tgt", "model", "strategy", "granularity", "rollouts",
+                                   "children", "reflection", "reward", "max_new_tokens", "seed")]
+    for trigger in (c["run"].click, c["source"].submit):
+        # The queue's position and timer show on the status line only, so the live output stays readable.
+        trigger(service.translate_ui, inputs, [c[name] for name in OUTPUTS], api_visibility="private",
+                concurrency_id="model", concurrency_limit=n_models, show_progress="minimal",
+                show_progress_on=c["status"])
+    c["stop"].click(service.stop, None, None, api_visibility="private", queue=False)
+    c["swap"].click(swap_languages, [c["src"], c["tgt"], c["source"], c["translation"]],
+                    [c["src"], c["tgt"], c["source"]], api_visibility="private", queue=False)
+    c["strategy"].change(lambda s: gr.update(visible=s == "mcts"), c["strategy"], c["mcts_knobs"],
+                         api_visibility="private", queue=False)
+    c["alternatives"].input(lambda choice: choice, c["alternatives"], c["translation"], api_visibility="private",
+                            queue=False)
+    gr.api(service.translate_api, api_name="translate", concurrency_id="model", concurrency_limit=n_models)
+
+
 _EMPTY_PATH = '<div class="mt-empty">Each step of the chosen path appears here, with its confidence.</div>'
 _EMPTY_TREE = '<div class="mt-empty">The search tree appears here after an mcts translation.</div>'
+_EMPTY_TOKENS = '<div class="mt-empty">The chosen path\'s tokens, coloured by their confidence.</div>'
 
 CSS = views.CSS + """
 #mt-translation textarea { font-size: 1.35rem; line-height: 1.5; }

@@ -18,7 +18,6 @@ from translator.result import PathStep, SearchTree, TokenScore, TranslationResul
 # (rewards are normalised to [0, 1]), so a colour means the same thing in every panel.
 SCALE_STOPS: tuple[tuple[float, str], ...] = ((0.0, "#d73027"), (0.5, "#fee08b"), (1.0, "#66bd63"))
 NO_SCORE = "#c8c8c8"  # injected text (reflection) and the root carry no log-probs
-PATH_COLOUR = "#2563eb"
 
 # Tree geometry (px): horizontal step per depth level, vertical step per leaf, node radius range.
 _DX, _DY, _MARGIN = 56.0, 26.0, 22.0
@@ -69,12 +68,14 @@ def scale_legend(label: str) -> str:
 
 
 def progress_html(done: int, budget: int, elapsed_s: float, best: str, best_value: float | None) -> str:
-    """The live line under the translation while a search runs."""
-    best_part = (f' · best so far <span class="mt-chip" style="background:{score_colour(best_value)}">'
-                 f'{fmt(best_value)}</span>') if best_value is not None else ""
+    """The live line under the translation (which shows ``best``) while a search runs."""
+    if best_value is None:
+        best_part = " · no finished rollout yet"
+    else:
+        best_part = (f' · best reward so far <span class="mt-chip" style="background:{score_colour(best_value)}">'
+                     f'{fmt(best_value)}</span>' + ("" if best else " (no translation could be read from it)"))
     return (f'<div class="mt-status mt-running"><progress max="{max(budget, 1)}" value="{done}"></progress> '
-            f'Searching: <b>{done}/{budget}</b> rollouts · {elapsed_s:.0f} s{best_part}'
-            f'{"" if best else " · no finished translation yet"}</div>')
+            f'Searching: <b>{done}/{budget}</b> rollouts · {elapsed_s:.0f} s{best_part}</div>')
 
 
 def waiting_html(elapsed_s: float) -> str:
@@ -92,7 +93,8 @@ def summary_html(result: TranslationResult, *, stopped: bool = False) -> str:
     if result.strategy == "mcts":
         rollouts = result.stats.get("rollouts", 0)
         budget = result.params.get("rollouts", rollouts)
-        parts.append(f"{rollouts}/{budget} rollouts" + (" (stopped: best so far)" if stopped else ""))
+        stopped_early = stopped and rollouts < budget
+        parts.append(f"{rollouts}/{budget} rollouts" + (" (stopped: best so far)" if stopped_early else ""))
         parts.append(f"{result.stats.get('nodes', 0)} nodes")
     parts.append(f"{result.wall_time_s:.1f} s")
     parts.append(f"{result.tokens_generated} tokens")
@@ -133,7 +135,7 @@ def _chip(label: str, score: float | None) -> str:
 def _step_html(number: int, step: PathStep, text: str) -> str:
     reflection = step.kind == "reflection"
     badge = '<span class="mt-badge mt-badge-reflection">reflection</span>' if reflection else ""
-    conf = ('<span class="mt-chip" style="background:%s">injected, no score</span>' % NO_SCORE
+    conf = (f'<span class="mt-chip" style="background:{NO_SCORE}">injected, no score</span>'
             if reflection else _chip("confidence", step.confidence))
     figures = [f"{step.n_tokens} tokens"]
     if step.visits is not None:
@@ -271,9 +273,11 @@ def layout_tree(tree: SearchTree) -> dict[int, PlacedNode]:
 
 
 def _edge(a: PlacedNode, b: PlacedNode, on_path: bool) -> str:
+    """A horizontal S-curve from parent to child: siblings fan out without crossing each other."""
     mid = (a.x + b.x) / 2
     cls = "mt-edge mt-edge-path" if on_path else "mt-edge"
-    return f'<path class="{cls}" d="M{a.x:.1f},{a.y:.1f} C{mid:.1f},{a.y:.1f} {mid:.1f},{b.y:.1f} {b.x:.1f},{b.y:.1f}"/>'
+    curve = f"M{a.x:.1f},{a.y:.1f} C{mid:.1f},{a.y:.1f} {mid:.1f},{b.y:.1f} {b.x:.1f},{b.y:.1f}"
+    return f'<path class="{cls}" d="{curve}"/>'
 
 
 def _node_label(node: TreeNode) -> str:
@@ -299,8 +303,6 @@ def _node_svg(node: TreeNode, p: PlacedNode) -> str:
                  f'rx="2" fill="{fill}"/>')
     else:
         shape = f'<circle cx="{p.x:.1f}" cy="{p.y:.1f}" r="{p.r:.1f}" fill="{fill}"/>'
-    if node.terminal and node.visits:  # a finished answer's reward, readable without a click
-        shape += f'<text class="mt-node-value" x="{p.x + p.r + 3:.1f}" y="{p.y + 4:.1f}">{node.mean_value:.2f}</text>'
     label = esc(_node_label(node))
     return (f'<g class="{" ".join(classes)}" data-node="{node.id}" tabindex="0" role="button" '
             f'aria-label="{label}">{shape}<title>{label}</title></g>')
@@ -318,10 +320,15 @@ def tree_svg(tree: SearchTree) -> str:
     edge_svg += [_edge(placed[a], placed[b], True) for a, b in edges if (a, b) in path_edges]
     nodes = sorted(tree.nodes, key=lambda n: n.on_path)
     node_svg = [_node_svg(n, placed[n.id]) for n in nodes]
+    # A finished answer's reward, readable without a click. Kept out of the node's <g>, so that a node's
+    # clickable area is its shape alone.
+    values = [f'<text x="{placed[n.id].x + placed[n.id].r + 3:.1f}" y="{placed[n.id].y + 4:.1f}">'
+              f"{n.mean_value:.2f}</text>" for n in tree.nodes if n.terminal and n.visits]
     return (f'<svg xmlns="http://www.w3.org/2000/svg" class="mt-tree-svg" width="{width:.0f}" '
-            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="img" '
+            f'height="{height:.0f}" viewBox="0 0 {width:.0f} {height:.0f}" role="group" '
             f'aria-label="search tree, {len(tree.nodes)} nodes">'
-            f'<g class="mt-edges">{"".join(edge_svg)}</g><g class="mt-nodes">{"".join(node_svg)}</g></svg>')
+            f'<g class="mt-edges">{"".join(edge_svg)}</g><g class="mt-nodes">{"".join(node_svg)}</g>'
+            f'<g class="mt-node-values">{"".join(values)}</g></svg>')
 
 
 def _node_info(node: TreeNode, answer: str | None) -> str:
@@ -434,10 +441,11 @@ CSS = """
   border-radius: 6px; min-height: 3em; }
 .mt-info-head { font-weight: 700; margin-bottom: .3em; }
 .mt-info-table { border-collapse: collapse; font-size: .85em; margin-bottom: .3em; }
+.mt-tree .mt-info-table, .mt-tree .mt-info-table tr { border: 0; background: none; margin: 0 0 .3em 0; }
 .mt-tree .mt-info-table th, .mt-tree .mt-info-table td { border: 0; background: none; padding: 0 1em 0 0;
   text-align: left; vertical-align: top; }
 .mt-tree .mt-info-table th { font-weight: 600; }
-.mt-node-value { font-size: 10px; fill: currentColor; opacity: .8; }
+.mt-node-values { font-size: 10px; fill: currentColor; opacity: .8; pointer-events: none; }
 """
 
 

@@ -165,9 +165,6 @@ def test_mcts_tree_and_screenshots(page):
     tree = result.tree
     assert page.locator("#mt-tree .mt-node").count() == len(tree.nodes)
     assert page.locator("#mt-tree .mt-node.mt-on-path").count() == len(tree.chosen_path)
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / "app-mcts-result.png"), full_page=True)
-
     node = next(n for n in tree.nodes if n.kind != "root" and not n.on_path)  # an explored side branch
     page.locator(f'#mt-tree .mt-node[data-node="{node.id}"]').click()
     detail = page.locator("#mt-tree .mt-tree-detail")
@@ -175,7 +172,11 @@ def test_mcts_tree_and_screenshots(page):
     assert f"{node.visits}" in detail.locator("table").inner_text()
     assert _squash(node.text)[:20] in _squash(detail.locator(".mt-text").inner_text())
     assert page.locator(f'#mt-tree .mt-node.mt-selected[data-node="{node.id}"]').count() == 1
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.locator("#mt-tree").screenshot(path=str(SCREENSHOTS / "app-search-tree-node.png"))
+    page.locator("#mt-settings").get_by_role("button").first.click()  # fold the settings: the result view
+    page.locator("#mt-max-new-tokens").wait_for(state="hidden")
+    page.screenshot(path=str(SCREENSHOTS / "app-mcts-result.png"), full_page=True)
 
     page.get_by_role("tab", name="Token confidence").click()
     assert page.locator("#mt-tokens .mt-tok").count() >= 1
@@ -185,11 +186,12 @@ def test_mcts_tree_and_screenshots(page):
 
 def test_stop_returns_best_so_far(page):
     page.locator("#mt-source textarea").fill(SENTENCE)
+    page.locator("#mt-settings").get_by_role("button").first.click()
     _set_number(page, "mt-rollouts", 8)
     page.locator("#mt-run").click()
     progress = page.locator("#mt-status .mt-running", has_text=re.compile(r"Searching: [1-9]\d*/8"))
     progress.wait_for(timeout=RUN_TIMEOUT_MS)  # live progress: at least one rollout done
-    page.screenshot(path=str(SCREENSHOTS / "app-mcts-searching.png"))
+    page.screenshot(path=str(SCREENSHOTS / "app-mcts-searching.png"), full_page=True)
     page.locator("#mt-stop").click()
     page.locator("#mt-status .mt-done").wait_for(timeout=RUN_TIMEOUT_MS)
     status = page.locator("#mt-status").inner_text()

@@ -75,3 +75,11 @@ def test_bad_requests_get_a_message_not_a_traceback(client, options, message):
     with pytest.raises(AppError, match=message) as error:
         client.predict(**request, api_name="/translate")
     assert "Traceback" not in str(error.value)
+
+
+def test_two_clients_at_once_are_both_served(client):
+    """One model, one search at a time: the second request waits in the queue, then runs."""
+    jobs = [client.submit(text=text, src="zh", tgt="en", strategy="cot", max_new_tokens=12, api_name="/translate")
+            for text in (SENTENCE, "他太卷了。")]
+    results = [TranslationResult.from_json(job.result(timeout=300)[1]) for job in jobs]
+    assert [r.source for r in results] == [SENTENCE, "他太卷了。"]

@@ -18,6 +18,7 @@ from app import views
 from translator.api import Translator
 from translator.backends.transformers_backend import TransformersBackend
 from translator.result import Alternative, TranslationResult
+from translator.strategies.mcts import REFLECTION
 
 SENTENCE = "我今天太累了，只想躺平。"  # smollm2 echoes it, so mini-32 cuts fall inside CJK characters
 SVG = "{http://www.w3.org/2000/svg}"
@@ -89,8 +90,7 @@ def test_path_repairs_characters_cut_between_steps(mcts_result, backend):
 
 def test_path_marks_reflection_steps(mcts_result):
     result = copy.deepcopy(mcts_result)
-    result.steps[0] = dataclasses.replace(result.steps[0], kind="reflection", confidence=None,
-                                          text="\n\nWait! Maybe I made some mistakes! I need to rethink from scratch.\n\n")
+    result.steps[0] = dataclasses.replace(result.steps[0], kind="reflection", confidence=None, text=REFLECTION)
     page = views.path_html(result)
     assert page.count("mt-step-reflection") == 1
     assert "mt-badge-reflection" in page and "injected, no score" in page
@@ -209,6 +209,8 @@ def test_summary_warns_when_no_translation_was_parsed(mcts_result):
     assert "no translation could be read" in views.summary_html(result)
     result.translation = "Tired."
     assert "did not close its &lt;Output&gt; block" in views.summary_html(result)
-    assert "stopped" in views.summary_html(result, stopped=True)
+    assert "stopped" not in views.summary_html(result, stopped=True)  # the whole budget ran anyway
+    result.stats = {**result.stats, "rollouts": 2}
+    assert "2/4 rollouts (stopped: best so far)" in views.summary_html(result, stopped=True)
     result.format_ok = True
     assert "mt-warn" not in views.summary_html(result)

@@ -34,10 +34,13 @@ def test_reward_equals_recomputation_from_logprobs(mini32):
     tokens = mini32.tokens
     expected = sum(math.exp(t.logprob) / sum(math.exp(lp) for lp in t.top_logprobs) for t in tokens) / len(tokens)
     assert mini32.reward["name"] == "confidence"
-    assert mini32.reward["value"] == pytest.approx(expected, rel=1e-9)
+    raw = mini32.reward["details"].get("raw_value", mini32.reward["value"])
+    assert raw == pytest.approx(expected, rel=1e-9)
+    # A rollout without a translation is worth 0 to the search, however confident the model was.
+    assert mini32.reward["value"] == (pytest.approx(expected, rel=1e-9) if mini32.translation else 0.0)
     # ... and the chosen terminal node records the same value among its rollout rewards.
     leaf = mini32.tree.node(mini32.tree.chosen_path[-1])
-    assert leaf.rewards[0] == pytest.approx(expected, rel=1e-9)
+    assert leaf.rewards[0] == pytest.approx(mini32.reward["value"], rel=1e-9)
 
 
 def test_mini_step_nodes_hold_exact_token_counts(mini32):
@@ -157,7 +160,8 @@ def test_backtranslation_reward_scores_round_trip(translator):
     assert {"confidence", "backtranslation", "translation"} <= set(details)
     back = details["backtranslation"]
     assert 0.0 <= back["value"] <= 1.0 and back["value"] == pytest.approx(back["chrf"] / 100)
-    assert result.reward["value"] == pytest.approx((details["confidence"]["value"] + back["value"]) / 2)
+    raw = details.get("raw_value", result.reward["value"])
+    assert raw == pytest.approx((details["confidence"]["value"] + back["value"]) / 2)
 
 
 def test_comet_qe_reward_without_a_model_is_a_clear_error(small_backend, tmp_path, monkeypatch):

@@ -27,11 +27,19 @@ def sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def _default_mode() -> int:
+    """What open() would give a new file (mkstemp's 0600 would surprise whoever reads the output next)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_atomic(dest: Path, data: bytes) -> None:
     """Replace ``dest`` with ``data`` in one step; on any failure ``dest`` is untouched and no temp file is left."""
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), _default_mode())
             f.write(data)
             f.flush()
             os.fsync(f.fileno())

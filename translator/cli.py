@@ -31,6 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
     parser.add_argument("--model", default=None,
                         help=f"registry name, GGUF path, local directory or Hugging Face id (default: {DEFAULT_MODEL})")
+    parser.add_argument("--served-model", default=None,
+                        help="with --model openai:http://HOST:PORT/v1: the model name the server serves, also "
+                             "the tokenizer to load (registry name, GGUF path or HF id; MARCO_TOKENIZER overrides); "
+                             "API key from MARCO_API_KEY or OPENAI_API_KEY")
     parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
     parser.add_argument("--context", default=None, help="a note or surrounding text that helps the translation")
     parser.add_argument("--show-thought", action="store_true", help="print the reasoning before the translation")
@@ -91,7 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         request = make_request(read_input(args.text), args.src, args.tgt, context=args.context)
         options = strategy_options(args)
         make_config(args.strategy, options)  # refuse bad options before loading a model
-        translator = Translator(args.model, device=args.device, dtype=args.dtype,
+        backend = None
+        if args.model and args.model.startswith("openai:"):
+            from translator.backends import open_backend
+
+            backend = open_backend(args.model, served_model=args.served_model)
+        translator = Translator(args.model, backend=backend, device=args.device, dtype=args.dtype,
                                 trust_remote_code=args.trust_remote_code)
         hooks = _progress_hooks(args.quiet)
         result = translator.strategy(args.strategy, **options).translate([request], hooks)[0]

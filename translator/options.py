@@ -10,7 +10,8 @@ from typing import Any
 from translator.strategies import STRATEGIES
 
 
-def _base_type(hint: Any) -> Any:
+def base_type(hint: Any) -> Any:
+    """``X | None`` -> ``X``: the type a command-line value is parsed as."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     return args[0] if args else hint
 
@@ -27,7 +28,7 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("strategy options (each applies to the strategies named in its help)")
     for field_name, (hint, _) in fields.items():
         flag = "--" + field_name.replace("_", "-")
-        kind = _base_type(hint)
+        kind = base_type(hint)
         help_text = "default: " + ", ".join(seen[field_name])
         if kind is bool:
             group.add_argument(flag, dest=field_name, action=argparse.BooleanOptionalAction, default=None,

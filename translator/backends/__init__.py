@@ -6,8 +6,21 @@ from translator.backends.base import Backend, BackendStats, Chunk, Continuation,
 
 
 def open_backend(spec: str | None = None, *, device: str | None = None, dtype: str | None = None,
-                 trust_remote_code: bool = False, reuse_cache: bool = True, batch: bool = True) -> Backend:
-    """Load the model a spec names and wrap it in the in-process backend."""
+                 trust_remote_code: bool = False, reuse_cache: bool = True, batch: bool = True,
+                 served_model: str | None = None, tokenizer=None) -> Backend:
+    """Load the model a spec names and wrap it in the in-process backend.
+
+    ``openai:http://HOST:PORT/v1``: an OpenAI-compatible server instead (see ``openai_backend``);
+    ``served_model`` is the model name it serves, also the tokenizer spec unless ``tokenizer`` (or the
+    ``MARCO_TOKENIZER`` environment variable) names another; only the tokenizer is loaded here.
+    """
+    if spec and spec.startswith("openai:"):
+        import os
+
+        from translator.backends.openai_backend import OpenAIBackend
+
+        tokenizer = tokenizer or os.environ.get("MARCO_TOKENIZER") or served_model
+        return OpenAIBackend(spec[len("openai:"):], served_model, tokenizer)
     from translator.backends.transformers_backend import TransformersBackend
     from translator.models import DEFAULT_MODEL, load_model
 

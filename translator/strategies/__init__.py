@@ -24,7 +24,11 @@ def make_config(strategy: str, options: dict[str, Any] | None = None) -> Any:
     if unknown:
         raise InputError(f"option(s) {', '.join(unknown)} do not apply to strategy {strategy!r} "
                          f"(its options: {', '.join(sorted(fields))})")
-    return config_cls(**options)
+    config = config_cls(**options)
+    validate = getattr(config, "validate", None)
+    if validate is not None:
+        validate()
+    return config
 
 
 __all__ = ["STRATEGIES", "Hooks", "Progress", "Strategy", "make_config"]

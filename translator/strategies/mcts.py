@@ -257,8 +257,13 @@ class _Search:
             parsed = parse_answer(THOUGHT_OPEN + text)
             paths.append(RolloutPath(self.request, [s for n in nodes for s in n.scores], text, parsed.translation))
         for leaf, path, value in zip(finished, paths, self.s.reward.score(paths)):
-            backpropagate(leaf, value.value)
-            self.terminals.append((leaf, value.value, {"translation": path.translation, **value.details}))
+            reward, details = value.value, {"translation": path.translation, **value.details}
+            if not path.translation:
+                # A rollout that never reached an answer is worth nothing, however confident: repetition
+                # loops cut by the token budget are exactly what a small model is most confident about.
+                reward, details = 0.0, {**details, "raw_value": value.value, "reason": "no translation: reward 0"}
+            backpropagate(leaf, reward)
+            self.terminals.append((leaf, reward, details))
             self.rollouts += 1
             if leaf.state is not None:
                 self.backend.release(leaf.state)

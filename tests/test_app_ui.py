@@ -1,0 +1,139 @@
+"""The app's plumbing without a browser: limits, the worker job (progress, stop, waiting for a busy
+model), the downloads, and the launcher's error paths. Searches are tiny runs of smollm2-135m."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import pytest
+import torch
+
+from app import main as app_main
+from app.ui import (OUTPUTS, WAITING, Cancelled, Job, Limits, Models, ResultFiles, Service, Settings, outputs,
+                    swap_languages)
+from translator.api import MAX_INPUT_CHARS, Translator, make_request
+from translator.errors import InputError
+from translator.result import TranslationResult
+from translator.strategies import Progress
+
+SENTENCE = "我今天太累了，只想躺平。"
+
+
+@pytest.fixture(scope="module")
+def translator(small_model):
+    from translator.backends.transformers_backend import TransformersBackend
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)  # see test_app_views.one_thread
+    yield Translator(backend=TransformersBackend(small_model))
+    torch.set_num_threads(before)
+
+
+@pytest.fixture()
+def service(translator, tmp_path):
+    return Service(Models([("smollm2-135m", translator)]), Limits(max_rollouts=6, max_new_tokens=64),
+                   ResultFiles(tmp_path))
+
+
+def _drain(job: Job) -> list:
+    return [event for event in job.stream() if event is not None]
+
+
+def test_settings_respect_the_launch_limits():
+    limits = Limits(max_rollouts=4, max_new_tokens=64)
+    assert Settings("cot", max_new_tokens=32).options(limits) == {"max_new_tokens": 32}
+    mcts = Settings("mcts", "mini-32", 4, 2, True, "confidence", 64, 7).options(limits)
+    assert mcts == {"granularity": "mini-32", "rollouts": 4, "children": 2, "reflection": True,
+                    "reward": "confidence", "max_new_tokens": 64, "seed": 7}
+    with pytest.raises(InputError, match="rollouts are limited to 4"):
+        Settings("mcts", rollouts=5, max_new_tokens=64).options(limits)
+    with pytest.raises(InputError, match="max_new_tokens is limited to 64"):
+        Settings("direct", max_new_tokens=65).options(limits)
+    assert Settings().clamped(limits).rollouts == 4 and Settings().clamped(limits).max_new_tokens == 64
+    with pytest.raises(ValueError):
+        Limits(max_input_chars=MAX_INPUT_CHARS + 1)
+
+
+def test_outputs_names_every_component_once():
+    assert len(set(OUTPUTS)) == len(OUTPUTS)
+    values = outputs(status="s", translation="t")
+    assert values[OUTPUTS.index("status")] == "s" and values[OUTPUTS.index("translation")] == "t"
+    with pytest.raises(KeyError):
+        outputs(nonsense=1)
+
+
+def test_swap_turns_the_translation_into_the_source():
+    assert swap_languages("zh", "en", "你好", "Hello") == ("en", "zh", "Hello")
+    assert swap_languages("zh", "en", "你好", "  ") == ("en", "zh", "你好")
+
+
+def test_input_is_checked_before_queuing_for_the_model(service):
+    service.limits = Limits(max_input_chars=10)
+    with pytest.raises(InputError, match="the limit here is 10"):
+        service.start("x" * 11, "zh", "en", None, Settings("cot"))
+    with pytest.raises(InputError, match="not loaded here"):
+        service.start("躺平", "zh", "en", "other-model", Settings("cot"))
+
+
+def test_job_streams_progress_and_stop_returns_the_best_so_far(service):
+    job, _ = service.start(SENTENCE, "zh", "en", None,
+                           Settings("mcts", "mini-32", rollouts=6, children=2, max_new_tokens=16))
+    events = []
+    for event in job.stream():
+        if isinstance(event, Progress) and not job.stop.is_set():
+            job.stop.set()  # as the Stop button does
+        if event is not None:
+            events.append(event)
+    progress = [e for e in events if isinstance(e, Progress)]
+    result = events[-1]
+    assert isinstance(result, TranslationResult)
+    assert progress and progress[0].budget == 6 and progress[0].done >= 1
+    assert 1 <= result.stats["rollouts"] < 6 and result.tree is not None
+
+
+def test_a_busy_model_makes_the_next_job_wait_and_stop_cancels_it(service):
+    translator, lock = service.models.get(None)
+    strategy = translator.strategy("cot", max_new_tokens=8)
+    with lock:  # another request holds the model
+        job = Job(strategy, make_request(SENTENCE, "zh", "en"), lock)
+        assert job.events.get(timeout=10) == WAITING
+        job.stop.set()
+        assert isinstance(job.events.get(timeout=10), Cancelled)
+    job = Job(strategy, make_request(SENTENCE, "zh", "en"), lock)  # free again: it runs
+    assert isinstance(_drain(job)[-1], TranslationResult)
+
+
+def test_downloads_are_written_and_old_ones_pruned(service, tmp_path):
+    job, _ = service.start(SENTENCE, "zh", "en", None, Settings("mcts", "mini-32", 2, 2, max_new_tokens=16))
+    result = _drain(job)[-1]
+    trace, tree = service.files.write(result)
+    assert TranslationResult.from_json(trace.read_text(encoding="utf-8")).tree.chosen_path == result.tree.chosen_path
+    assert tree.read_text(encoding="utf-8").startswith("<!doctype html>")
+    old = trace.parent
+    os.utime(old, (time.time() - 7200, time.time() - 7200))
+    cot = TranslationResult.from_json(result.to_json())
+    cot.tree = None
+    trace2, tree2 = service.files.write(cot)
+    assert tree2 is None and trace2.is_file() and not old.exists()
+
+
+def test_launcher_reports_a_bad_model_without_a_traceback(capsys):
+    assert app_main.main(["--model", "/nonexistent/model.gguf", "--port", "0"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("marco-app: error: ") and "no such file" in err and "Traceback" not in err
+
+
+def test_launcher_refuses_bad_limits(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        app_main.main(["--max-input-chars", str(MAX_INPUT_CHARS + 1)])
+    assert exit_info.value.code == 2
+    assert "max_input_chars must be between" in capsys.readouterr().err
+
+
+def test_launcher_defaults_to_localhost_and_the_default_model():
+    args = app_main.build_parser().parse_args([])
+    assert (args.host, args.port, args.model, args.max_rollouts, args.max_new_tokens) == \
+        ("127.0.0.1", 7860, None, 64, 1024)
+    args = app_main.build_parser().parse_args(["--model", "a", "--model", "b"])
+    assert args.model == ["a", "b"]
