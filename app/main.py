@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(sys.argv[1:] if argv is None else argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    from app.ui import CSS, Limits, Models, build_app  # after parsing: importing gradio takes seconds
+    from app.ui import CSS, Limits, build_app  # after parsing: importing gradio takes seconds
 
     try:
         limits = Limits(args.max_input_chars, args.max_rollouts, args.max_new_tokens, args.queue_size)

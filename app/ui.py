@@ -27,6 +27,7 @@ from typing import Any
 import gradio as gr
 
 from app import views
+from translator.actions import GRANULARITIES
 from translator.api import MAX_INPUT_CHARS, Translator, make_request
 from translator.errors import InputError, TranslatorError
 from translator.languages import LANGUAGES
@@ -34,7 +35,6 @@ from translator.prompt import TranslationRequest
 from translator.result import TranslationResult
 from translator.rewards import REWARDS
 from translator.strategies import STRATEGIES, Hooks, Progress, Strategy
-from translator.actions import GRANULARITIES
 
 logger = logging.getLogger("app")
 
@@ -248,7 +248,9 @@ class Service:
         try:
             yield outputs(translation="", status=views.message_html(f"Translating with {strategy}…", "running"),
                           path=_PENDING, tokens=_PENDING, tree=_PENDING,
-                          alternatives=gr.update(choices=[], value=None, visible=False),
+                          # Choices only: Gradio 6.17 never shows a component again that got visible=False
+                          # while already hidden, so visibility is set once, with the result.
+                          alternatives=gr.update(choices=[], value=None),
                           result_file=gr.update(value=None, interactive=False),
                           tree_file=gr.update(value=None, interactive=False),
                           stop=gr.update(interactive=strategy == "mcts"))
@@ -428,7 +430,7 @@ def _output_panel() -> dict[str, Any]:
                                      elem_id="mt-translation")
             status = gr.HTML(views.message_html("Type a sentence or pick an example, then Translate."),
                              elem_id="mt-status")
-            alternatives = gr.Radio([], label="Other translations the search found (pick one)", visible=False,
+            alternatives = gr.Radio([], label="Translations the search found: pick one", visible=False,
                                     elem_id="mt-alternatives")
             with gr.Row():
                 result_file = gr.DownloadButton("Download result (JSON)", interactive=False, size="sm",

@@ -101,7 +101,9 @@ def summary_html(result: TranslationResult, *, stopped: bool = False) -> str:
     parts.append(f'confidence <span class="mt-chip" style="background:{score_colour(result.confidence)}">'
                  f"{fmt(result.confidence)}</span>")
     if result.reward and result.reward.get("value") is not None:
-        parts.append(f"reward {esc(str(result.reward['name']))} {fmt(result.reward['value'])}")
+        reason = (result.reward.get("details") or {}).get("reason")  # e.g. why an answerless path scores 0
+        parts.append(f"reward {esc(str(result.reward['name']))} {fmt(result.reward['value'])}"
+                     + (f" ({esc(str(reason))})" if reason else ""))
     warnings = []
     if not result.translation:
         warnings.append("no translation could be read from the model's answer; see the reasoning path")

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -14,7 +16,7 @@ from app.ui import (OUTPUTS, WAITING, Cancelled, Job, Limits, Models, ResultFile
                     swap_languages)
 from translator.api import MAX_INPUT_CHARS, Translator, make_request
 from translator.errors import InputError
-from translator.result import TranslationResult
+from translator.result import Alternative, TranslationResult
 from translator.strategies import Progress
 
 SENTENCE = "我今天太累了，只想躺平。"
@@ -137,3 +139,33 @@ def test_launcher_defaults_to_localhost_and_the_default_model():
         ("127.0.0.1", 7860, None, 64, 1024)
     args = app_main.build_parser().parse_args(["--model", "a", "--model", "b"])
     assert args.model == ["a", "b"]
+
+
+def test_translate_handler_streams_then_offers_the_alternatives(service, translator):
+    request = SimpleNamespace(session_hash="session-1")
+    steps = service.translate_ui(SENTENCE, "zh", "en", "smollm2-135m", "mcts", "mini-32", 2, 2, False, "confidence",
+                                 16, 0, request)
+    first = next(steps)
+    # No visibility in the first update: Gradio 6.17 never shows again a component that got visible=False
+    # while already hidden, and the alternatives start hidden.
+    assert "visible" not in first[OUTPUTS.index("alternatives")]
+    assert service._stops["session-1"] is not None
+    *_, final = steps
+    assert "session-1" not in service._stops  # the stop event goes with the run
+    assert "mt-done" in final[OUTPUTS.index("status")] and "mt-tree" in final[OUTPUTS.index("tree")]
+    assert final[OUTPUTS.index("tree_file")]["interactive"] is True
+
+    result = TranslationResult.from_json(Path(final[OUTPUTS.index("result_file")]["value"]).read_text("utf-8"))
+    result.translation = "I'm beat; I just want to lie flat."
+    result.alternatives = [Alternative("So tired, I'm checking out.", 0.6, 1, result.tree.nodes[-1].id)]
+    offered = service._final(result, translator, stopped=False)[OUTPUTS.index("alternatives")]
+    assert offered["visible"] is True and offered["value"] == result.translation
+    assert [value for _, value in offered["choices"]] == [result.translation, "So tired, I'm checking out."]
+
+
+def test_an_input_error_is_a_status_message(service):
+    request = SimpleNamespace(session_hash="session-2")
+    with pytest.warns(UserWarning, match="input is empty"):  # gr.Warning outside a request: a Python warning
+        updates = list(service.translate_ui("  ", "zh", "en", "smollm2-135m", "cot", "step", 1, 1, False,
+                                            "confidence", 16, 0, request))
+    assert len(updates) == 1 and "input is empty" in updates[0][OUTPUTS.index("status")]

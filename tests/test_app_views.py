@@ -17,10 +17,10 @@ import torch
 from app import views
 from translator.api import Translator
 from translator.backends.transformers_backend import TransformersBackend
-from translator.result import Alternative, TranslationResult
+from translator.result import Alternative, PathStep, TranslationResult
 from translator.strategies.mcts import REFLECTION
 
-SENTENCE = "我今天太累了，只想躺平。"  # smollm2 echoes it, so mini-32 cuts fall inside CJK characters
+SENTENCE = "我今天太累了，只想躺平。"  # smollm2 echoes it: CJK characters of several byte-tokens
 SVG = "{http://www.w3.org/2000/svg}"
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 
@@ -49,7 +49,7 @@ def mcts_result(backend) -> TranslationResult:
 
 @pytest.fixture(scope="module")
 def cot_result(backend) -> TranslationResult:
-    return Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="cot", max_new_tokens=16)
+    return Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="cot", max_new_tokens=24)
 
 
 def _classes(element: ET.Element) -> set[str]:
@@ -78,14 +78,21 @@ def test_path_lists_steps_in_order_with_figures(mcts_result):
         assert f"background:{views.score_colour(step.confidence)}\">confidence {step.confidence:.2f}" in page
 
 
-def test_path_repairs_characters_cut_between_steps(mcts_result, backend):
-    raw = [s.text for s in mcts_result.steps]
-    fixed = views.step_texts(mcts_result, backend.decode)
-    assert len(fixed) == len(raw)
-    assert "".join(fixed) == backend.decode([t.token_id for t in mcts_result.tokens])
-    if any("\ufffd" in t for t in raw[:-1]):  # the fixture's cut does split 躺 (3 byte-tokens) in two
-        assert not any("\ufffd" in t for t in fixed[:-1])
-    assert views.step_texts(mcts_result) == raw  # without a tokenizer the stored text is shown as is
+def test_path_repairs_characters_cut_between_steps(cot_result, mcts_result, backend):
+    # Cut the greedy pass (which starts by echoing the Chinese source) in two inside a character, as a
+    # mini-32 boundary does: each half of the character then decodes to U+FFFD on its own.
+    ids = [t.token_id for t in cot_result.tokens]
+    cut = next(i for i in range(1, len(ids)) if backend.decode(ids[:i]).endswith("\ufffd"))
+    result = copy.deepcopy(cot_result)
+    result.steps = [PathStep(1, "mini-32", backend.decode(ids[:cut]), cut, None),
+                    PathStep(2, "mini-32", backend.decode(ids[cut:]), len(ids) - cut, None)]
+    assert "\ufffd" in result.steps[0].text
+    fixed = views.step_texts(result, backend.decode)
+    assert not any("\ufffd" in t for t in fixed)
+    assert "".join(fixed) == backend.decode(ids)
+    assert views.step_texts(result) == [s.text for s in result.steps]  # no tokenizer: shown as stored
+    assert "".join(views.step_texts(mcts_result, backend.decode)) == backend.decode(
+        [t.token_id for t in mcts_result.tokens])  # the real search path reads the same, cut or not
 
 
 def test_path_marks_reflection_steps(mcts_result):
@@ -103,17 +110,18 @@ def test_cot_path_is_one_step(cot_result):
     assert "visits" not in page  # a greedy pass has no search figures
 
 
-def test_tokens_grouped_into_whole_characters(mcts_result, backend):
-    groups = views.group_tokens(mcts_result.tokens, backend.decode)
-    assert sum(len(g.tokens) for g in groups) == len(mcts_result.tokens)
+def test_tokens_grouped_into_whole_characters(cot_result, backend):
+    tokens = cot_result.tokens
+    groups = views.group_tokens(tokens, backend.decode)
+    assert sum(len(g.tokens) for g in groups) == len(tokens)
     assert any(len(g.tokens) > 1 for g in groups)  # the echoed Chinese has characters of 2-3 byte-tokens
     assert not any("\ufffd" in g.text for g in groups[:-1])  # only a cut at the very end can stay partial
-    page = views.tokens_html(mcts_result.tokens, backend.decode)
+    page = views.tokens_html(tokens, backend.decode)
     assert page.count('class="mt-tok"') == len(groups)
-    assert views.tokens_html(mcts_result.tokens).count('class="mt-tok"') == len(mcts_result.tokens)
+    assert views.tokens_html(tokens).count('class="mt-tok"') == len(tokens)
     colours = re.findall(r'<span class="mt-tok" style="background:(#[0-9a-f]{6})"', page)
     assert colours == [views.score_colour(min(t.confidence for t in g.tokens)) for g in groups]  # weakest decides
-    assert f"c={mcts_result.tokens[0].confidence:.3f}" in page
+    assert f"c={tokens[0].confidence:.3f}" in page
 
 
 def test_tree_svg_has_every_node_and_highlights_the_chosen_path(mcts_result):
@@ -214,3 +222,5 @@ def test_summary_warns_when_no_translation_was_parsed(mcts_result):
     assert "2/4 rollouts (stopped: best so far)" in views.summary_html(result, stopped=True)
     result.format_ok = True
     assert "mt-warn" not in views.summary_html(result)
+    result.reward = {"name": "confidence", "value": 0.0, "details": {"reason": "no translation: reward 0"}}
+    assert "reward confidence 0.000 (no translation: reward 0)" in views.summary_html(result)

@@ -219,10 +219,11 @@ class OpenAIBackend(Backend):
         elif "me" in owners:
             self._flavor = "llama-cpp-python"
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def _post(self, body: dict[str, Any], retries: int | None = None) -> dict[str, Any]:
         url = f"{self.base_url}/completions"
         last: str = ""
-        for attempt in range(self.retries + 1):
+        retries = self.retries if retries is None else retries
+        for attempt in range(retries + 1):
             if attempt:
                 time.sleep(self.backoff * 2 ** (attempt - 1) * (1 + 0.1 * random.random()))
             try:
@@ -242,7 +243,7 @@ class OpenAIBackend(Backend):
                 return response.json()
             except ValueError:
                 raise TranslatorError(f"the server at {url} answered with something that is not JSON") from None
-        raise TranslatorError(f"the server at {url} is unreachable or failing after {self.retries + 1} "
+        raise TranslatorError(f"the server at {url} is unreachable or failing after {retries + 1} "
                               f"attempts ({last})")
 
     # ----- states --------------------------------------------------------------------------------------
@@ -301,22 +302,25 @@ class OpenAIBackend(Backend):
 
     def _generate_one(self, req: GenRequest) -> Continuation:
         prefix = req.state.all_tokens()
-        as_ids = self._prompt_ids is not False
-        try:
-            data = self._post(self._body(req, prefix, as_ids))
-            if as_ids and self._prompt_ids is None:
+        data = None
+        if self._prompt_ids is None:
+            # Probe once, without retries: a server that does not take token ids answers 4xx, or 500 with
+            # a validation error (llama-cpp-python); it then gets the prefix text from now on.
+            try:
+                data = self._post(self._body(req, prefix, True), retries=0)
                 self._prompt_ids = True
-        except _ClientError as exc:
-            if not as_ids or self._prompt_ids is True:
+            except (_ClientError, TranslatorError) as exc:
+                if "prompt" not in str(exc).lower():
+                    data = None  # not about the prompt (busy, transient): the normal retries below decide
+                else:
+                    logger.info("the server refuses token-id prompts (%s); sending prompt text instead", exc)
+                    self._prompt_ids = False
+        if data is None:
+            try:
+                data = self._post(self._body(req, prefix, self._prompt_ids is not False))
+            except _ClientError as exc:
                 raise TranslatorError(f"the server at {self.base_url}/completions refused the request "
                                       f"(HTTP {exc.status}): {exc.text}") from None
-            logger.info("the server refuses token-id prompts (HTTP %s); sending prompt text instead", exc.status)
-            self._prompt_ids = False
-            try:
-                data = self._post(self._body(req, prefix, False))
-            except _ClientError as exc2:
-                raise TranslatorError(f"the server at {self.base_url}/completions refused the request "
-                                      f"(HTTP {exc2.status}): {exc2.text}") from None
         scores, server_finish = self._read_choice(data)
         cont = self._cut(req, scores, server_finish)
         with self._lock:
