@@ -74,14 +74,15 @@ def _search(backend, requests, options) -> tuple[list, float]:
     return results, time.perf_counter() - start
 
 
-def run(model: str | None, options: dict, greedy_tokens: int, dtype: str | None) -> SpeedReport:
+def run(model: str | None, options: dict, greedy_tokens: int, dtype: str | None,
+        sentences: tuple = SENTENCES) -> SpeedReport:
     from translator.api import make_request
     from translator.backends.transformers_backend import TransformersBackend
     from translator.models import DEFAULT_MODEL, load_model
     from translator.prompt import build_prompt
 
     loaded = load_model(model or DEFAULT_MODEL, dtype=dtype)
-    requests = [make_request(text, src, tgt) for text, src, tgt in SENTENCES]
+    requests = [make_request(text, src, tgt) for text, src, tgt in sentences]
     prompts = [build_prompt(loaded.tokenizer, r, reasoning=True) for r in requests]
     g_tokens, g_seconds = _greedy(loaded, prompts, greedy_tokens)
 
@@ -126,11 +127,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--granularity", default="mini-32")
     parser.add_argument("--max-new-tokens", type=int, default=256)
     parser.add_argument("--greedy-tokens", type=int, default=128)
+    parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many of the fixed sentences")
     parser.add_argument("--out", type=Path, default=Path("eval/results/speed"))
     args = parser.parse_args(argv)
     options = dict(rollouts=args.rollouts, children=args.children, parallel=args.parallel,
                    granularity=args.granularity, max_new_tokens=args.max_new_tokens, seed=0)
-    report = run(args.model, options, args.greedy_tokens, args.dtype)
+    report = run(args.model, options, args.greedy_tokens, args.dtype, SENTENCES[: args.sentences])
     table = format_table(report)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -41,7 +41,7 @@ from translator.batch_run import BatchRunner, RunStats, SegmentRecord
 from translator.cli import EXIT_USAGE
 from translator.errors import InputError, TranslatorError
 from translator.models import DEFAULT_MODEL
-from translator.options import add_strategy_options, strategy_options
+from translator.options import add_common_options, add_strategy_options, strategy_options
 from translator.strategies import STRATEGIES, make_config
 
 PROG = "marco-translate batch"
@@ -81,14 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="segments decoded together by direct and cot (default: 8; mcts: always 1)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: only on a terminal)")
-    parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
-    parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
     parser.add_argument("--model", default=None, help=f"model spec, as for marco-translate (default: {DEFAULT_MODEL})")
-    parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    parser.add_argument("--quiet", action="store_true", help="no progress or loading messages on stderr")
+    add_common_options(parser)
     add_strategy_options(parser)
     return parser
 
@@ -159,9 +153,7 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
     """Check everything a user can get wrong before the model loads or any file is written."""
     probe = make_request("probe", args.src, args.tgt)  # refuses unknown or identical languages
     options = strategy_options(args)
-    config = make_config(args.strategy, options)
-    if hasattr(config, "validate"):
-        config.validate()  # mcts checks its options only when built, which is after the model loads
+    config = make_config(args.strategy, options)  # refuses bad options now, not after the model loads
     output, trace, journal_path = _paths(args)
     data, name = _read_input(args.input)
     document = read_document(data, name, FormatOptions(args.format, args.field, args.output_field, args.encoding))

@@ -18,8 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from translator.api import MAX_INPUT_CHARS
     from translator.languages import accepted_languages
     from translator.models import DEFAULT_MODEL
-    from translator.options import add_strategy_options
-    from translator.strategies import STRATEGIES
+    from translator.options import add_common_options, add_strategy_options
 
     parser = argparse.ArgumentParser(
         prog="marco-translate",
@@ -27,24 +26,18 @@ def build_parser() -> argparse.ArgumentParser:
                     "Use `marco-translate batch --help` to translate files.",
         epilog=f"Languages: {accepted_languages()}. Input limit: {MAX_INPUT_CHARS} characters.")
     parser.add_argument("text", nargs="?", help="text to translate; read from stdin when omitted")
-    parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
-    parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
     parser.add_argument("--model", default=None,
                         help=f"registry name, GGUF path, local directory or Hugging Face id (default: {DEFAULT_MODEL})")
     parser.add_argument("--served-model", default=None,
                         help="with --model openai:http://HOST:PORT/v1: the model name the server serves, also "
                              "the tokenizer to load (registry name, GGUF path or HF id; MARCO_TOKENIZER overrides); "
                              "API key from MARCO_API_KEY or OPENAI_API_KEY")
-    parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
     parser.add_argument("--context", default=None, help="a note or surrounding text that helps the translation")
     parser.add_argument("--show-thought", action="store_true", help="print the reasoning before the translation")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.add_argument("--no-token-logprobs", action="store_true",
                         help="leave per-token log-probs out of --json (smaller output)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    parser.add_argument("--quiet", action="store_true", help="no progress or loading messages on stderr")
+    add_common_options(parser)
     add_strategy_options(parser)
     return parser
 
@@ -117,8 +110,9 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     status = 0
     if not result.translation:
-        print("marco-translate: the model gave no translation (it did not reach an answer); try a larger "
-              "--max-new-tokens or --strategy direct", file=sys.stderr)
+        from translator.batch_run import NO_ANSWER
+
+        print(f"marco-translate: {NO_ANSWER}", file=sys.stderr)
         status = 1
     if args.json:
         print(result.to_json(with_tokens=not args.no_token_logprobs))

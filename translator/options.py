@@ -16,6 +16,17 @@ def base_type(hint: Any) -> Any:
     return args[0] if args else hint
 
 
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    """Languages, strategy and model loading: the same flags for sentences and files."""
+    parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
+    parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
+    parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    parser.add_argument("--quiet", action="store_true", help="no progress or loading messages on stderr")
+
+
 def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     """One ``--option`` per Config field of any strategy; all default to None (= the strategy's default)."""
     seen: dict[str, list[str]] = {}
