@@ -135,12 +135,9 @@ class _Search:
         return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
     def _request(self, node: Node, index: int) -> GenRequest:
-        return GenRequest(node.state, max(1, self.cfg.max_new_tokens - node.path_tokens), self.sampling_for(node),
+        return GenRequest(node.state, max(1, self.cfg.max_new_tokens - node.path_tokens), self.s.sampling,
                           seed=self._seed(node, index), chunking=self.s.chunking,
                           stop_at_thought_end=self.cfg.reflection and not node.reflected and not node.thought_ended)
-
-    def sampling_for(self, node: Node) -> Sampling:
-        return self.s.sampling
 
     def run(self) -> TranslationResult:
         start = time.perf_counter()
