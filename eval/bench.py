@@ -41,6 +41,7 @@ from eval.report import SystemOutput, build_report, evaluate_dataset, write_repo
 from translator.api import Translator, make_request
 from translator.batch_journal import Journal
 from translator.errors import InputError
+from translator.options import base_type
 from translator.prompt import TranslationRequest
 from translator.result import TranslationResult
 from translator.strategies import STRATEGIES, Hooks, Progress, make_config
@@ -67,7 +68,7 @@ def _option_value(strategy: str, key: str, text: str) -> Any:
     hint = typing.get_type_hints(config).get(key) if config else None
     if hint is None:
         return text
-    kind = next((a for a in typing.get_args(hint) if a is not type(None)), hint)  # X | None -> X
+    kind = base_type(hint)
     if kind is bool:
         flags = {"true": True, "1": True, "false": False, "0": False}
         if text.lower() not in flags:
@@ -104,9 +105,7 @@ def parse_strategies(text: str) -> list[StrategySpec]:
                 if key in options:
                     raise InputError(f"{key} is given twice")
                 options[key] = _option_value(name, key, value)
-            config = make_config(name, options)
-            if hasattr(config, "validate"):
-                config.validate()  # mcts checks its options only when built, after the model loads
+            make_config(name, options)  # types, known keys and each Config's own validation, before any model loads
         except InputError as exc:
             raise InputError(f"strategy {label!r}: {exc}") from None
         specs.append(StrategySpec(label, name, options))
