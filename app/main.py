@@ -1,6 +1,7 @@
 """``marco-app``: serve the translation app, on localhost unless told otherwise.
 
     marco-app --model smollm2-135m --model qwen2.5-coder-1.5b --host 127.0.0.1 --port 7860
+    marco-app --model openai:http://127.0.0.1:8000/v1 --served-model AIDC-AI/Marco-o1
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import sys
 from translator.api import MAX_INPUT_CHARS
 from translator.errors import TranslatorError
 from translator.models import DEFAULT_MODEL
+from translator.options import MODEL_SPEC_HELP, add_model_options
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -22,14 +24,12 @@ def build_parser() -> argparse.ArgumentParser:
                "which shows them their position. The translate function is also an API endpoint: "
                "gradio_client.Client(URL).predict(text=..., src='zh', tgt='en', api_name='/translate').")
     parser.add_argument("--model", action="append", default=None, metavar="SPEC",
-                        help="registry name, GGUF path, local directory or Hugging Face id; give it several "
-                             f"times to offer several models (default: {DEFAULT_MODEL})")
+                        help=f"{MODEL_SPEC_HELP}; give it several times to offer several models "
+                             f"(default: {DEFAULT_MODEL})")
     parser.add_argument("--host", default="127.0.0.1",
                         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub")
+    add_model_options(parser)
     parser.add_argument("--threads", type=int, default=None,
                         help="CPU threads for the model (default: torch's choice, one per core); on a machine "
                              "shared with other jobs, fewer threads than cores avoids slow oversubscription")
@@ -61,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
         torch.set_num_threads(args.threads)
     try:
-        models = load_models(args.model or [DEFAULT_MODEL], args.device, args.dtype, args.trust_remote_code)
+        models = load_models(args.model or [DEFAULT_MODEL], args.device, args.dtype, args.trust_remote_code,
+                             args.served_model)
     except TranslatorError as exc:
         print(f"marco-app: error: {exc}", file=sys.stderr)
         return 1
@@ -76,13 +77,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def load_models(specs: list[str], device: str | None, dtype: str | None, trust_remote_code: bool):
-    """Load every model at launch, so a bad spec fails now rather than on some user's first request."""
+def load_models(specs: list[str], device: str | None, dtype: str | None, trust_remote_code: bool,
+                served_model: str | None = None):
+    """Load every model at launch (or, for an ``openai:`` server, ask it whether it serves the model), so a
+    bad spec fails now rather than on some user's first request."""
     from app.ui import Models
     from translator.api import Translator
 
     translators = []
     for spec in dict.fromkeys(specs):
         logging.getLogger("app").info("loading %s…", spec)
-        translators.append((spec, Translator(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code)))
+        translators.append((spec, Translator(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                                             served_model=served_model)))
     return Models(translators)

@@ -2,7 +2,7 @@
 
     marco-eval bench --data slang:zh-en [--data wmt22-dev:zh-en ...] \\
         --strategies direct,cot,mcts:rollouts=8,children=2,granularity=step \\
-        [--model SPEC] [--limit N] [--comet-model NAME_OR_PATH] --out DIR
+        [--model SPEC [--served-model NAME]] [--limit N] [--comet-model NAME_OR_PATH] --out DIR
 
 ``--strategies`` is a comma-separated list of ``NAME[:KEY=VALUE,...]``: an item with ``=`` sets an option
 of the strategy before it, so ``cot:max_new_tokens=24,mcts:rollouts=2,children=2`` is two strategies.
@@ -11,7 +11,7 @@ label, so one strategy can be compared with itself under other settings.
 
 ``--data`` may be repeated; each test set gets its own folder ``DIR/<data>/`` and its own report section.
 In it, ``<label>.jsonl`` is a resume journal (``translator.batch_journal``, shared with the batch tool):
-its first line records the settings (strategy options, model, dtype, data, languages), each later line
+its first line records the settings (strategy options, model, served model, dtype, data, languages), each later line
 one finished segment with its whole result minus per-token log-probs. Lines are appended and fsynced
 after every batch, so Ctrl-C or a crash loses at most the batch in flight; a rerun decodes only what is
 missing (a torn last line included) and refuses a journal made with other settings instead of mixing
@@ -41,7 +41,7 @@ from eval.report import SystemOutput, build_report, evaluate_dataset, write_repo
 from translator.api import Translator, make_request
 from translator.batch_journal import Journal
 from translator.errors import InputError
-from translator.options import base_type
+from translator.options import MODEL_SPEC_HELP, add_model_options, base_type, model_settings
 from translator.prompt import TranslationRequest
 from translator.result import TranslationResult
 from translator.strategies import STRATEGIES, Hooks, Progress, make_config
@@ -146,10 +146,11 @@ class Run:
                             [self.results[i] for i in range(len(self.testset))], self.new)
 
 
-def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: str, dtype: str | None) -> Run:
-    """Load the journal, refusing one from other settings; entries whose source changed are redone."""
-    settings = {"label": spec.label, "strategy": spec.name,
-                "options": spec.params(), "model": model, "dtype": dtype,
+def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str, Any]) -> Run:
+    """Load the journal, refusing one from other settings; entries whose source changed are redone.
+
+    ``model``: the model's part of the settings (``translator.options.model_settings``)."""
+    settings = {"label": spec.label, "strategy": spec.name, "options": spec.params(), **model,
                 "data": testset.name, "src": testset.src_lang, "tgt": testset.tgt_lang}
     journal = Journal(folder / f"{slug(spec.label)}.jsonl", settings)
     try:
@@ -188,10 +189,13 @@ def command_line(args: argparse.Namespace) -> str:
     """The command that reproduces this run, every setting spelled out (defaults included)."""
     parts = ["marco-eval", "bench", *(a for spec in args.data for a in ("--data", spec)),
              "--strategies", args.strategies, "--model", args.model]
-    for flag, value in (("--limit", args.limit), ("--dtype", args.dtype), ("--device", args.device),
+    for flag, value in (("--served-model", args.served_model), ("--limit", args.limit), ("--dtype", args.dtype),
+                        ("--device", args.device),
                         ("--batch-size", args.batch_size), ("--comet-model", args.comet_model)):
         if value is not None:
             parts += [flag, str(value)]
+    if args.trust_remote_code:
+        parts.append("--trust-remote-code")
     return shlex.join([*parts, "--out", args.out])
 
 
@@ -224,13 +228,14 @@ def _run(args: argparse.Namespace) -> int:
     runs: list[list[Run]] = []
     for testset, folder in zip(testsets, folders):
         folder.mkdir(parents=True, exist_ok=True)
-        runs.append([open_run(folder, testset, spec, args.model, args.dtype) for spec in specs])
+        runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL)) for spec in specs])
 
     loaded: list[Translator] = []
 
     def translator() -> Translator:
         if not loaded:
-            loaded.append(Translator(args.model, device=args.device, dtype=args.dtype))
+            loaded.append(Translator(args.model, device=args.device, dtype=args.dtype,
+                                     trust_remote_code=args.trust_remote_code, served_model=args.served_model))
         return loaded[0]
 
     try:
@@ -272,14 +277,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--strategies", required=True, metavar="SPECS",
                    help="comma-separated NAME[:KEY=VALUE,...], e.g. direct,cot,mcts:rollouts=8,granularity=mini-64; "
                    f"strategies: {', '.join(STRATEGIES)}; the first is the baseline")
-    p.add_argument("--model", default=None, metavar="SPEC", help="model spec (default: the translator's default model)")
+    p.add_argument("--model", default=None, metavar="SPEC",
+                   help=f"{MODEL_SPEC_HELP} (default: the translator's default model)")
     p.add_argument("--limit", type=int, default=None, metavar="N", help="first N segments of each test set")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the journals, report and plots")
     p.add_argument("--comet-model", default=None, metavar="NAME_OR_PATH",
                    help="COMET model (local checkpoint, or Hub name where a network exists); "
                    "without it COMET is skipped")
-    p.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: the loader's, bf16)")
-    p.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    add_model_options(p)
     p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help="segments decoded together by strategies that batch (direct, cot; "
                    f"default {DEFAULT_BATCH_SIZE})")

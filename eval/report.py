@@ -20,7 +20,7 @@ from eval.data import TestSet
 from eval.metrics import REGISTRY, MetricOptions, MetricScore, build_metric
 from eval.scoring import score
 from eval.significance import DEFAULT_SAMPLES, DEFAULT_SEED, paired_bootstrap
-from translator.batch_files import write_atomic
+from translator.durable_files import write_atomic
 from translator.result import TranslationResult
 
 METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "semsim")  # report columns, in this order

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import json
 import math
-import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -23,14 +21,15 @@ from translator.actions import Chunking
 from translator.api import Translator, make_request
 from translator.backends import open_backend
 from translator.backends.base import GenRequest, Sampling
+from translator.backends.llama_server import HOST, LlamaServer, free_port, start_llama_server
 from translator.backends.openai_backend import OpenAIBackend
 from translator.backends.transformers_backend import TransformersBackend
-from translator.errors import TranslatorError
+from translator.errors import ModelLoadError, TranslatorError
 from translator.prompt import build_prompt
+from translator.result import TranslationResult
 from translator.strategies import Hooks
 
 TEXT = "我今天太累了，只想躺平。"
-HOST = "127.0.0.1"
 # Confidence agreement between llama.cpp (Q4_1 weights, its own kernels) and transformers (the same weights
 # dequantized to fp32): the greedy tokens must agree on the first AGREE_TOKENS, and over the common prefix of
 # identical tokens the chosen-token confidence c_i = exp(lp_i) / sum_top5 exp(lp) must differ by less than
@@ -46,59 +45,19 @@ needs_llama = pytest.mark.skipif(
     reason="llama_cpp not installed: pip install 'llama-cpp-python[server]==0.3.36' to run the real-server tests")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def _start_llama_server(timeout: float = 180.0):
+def _start_llama_server() -> LlamaServer:
     from translator.models import REGISTRY, registry_gguf
 
-    gguf = registry_gguf(REGISTRY["smollm2-135m"])
-    port = _free_port()
-    log = tempfile.TemporaryFile()  # not a pipe: a server writing more than the pipe holds would block
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST, "--port", str(port),
-         "--model_alias", "smollm2-135m", "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1",
-         "--verbose", "False"],
-        stdout=subprocess.DEVNULL, stderr=log)
-    url = f"http://{HOST}:{port}/v1"
-    deadline = time.monotonic() + timeout
-    import httpx
-
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            err = log.read().decode(errors="replace")[-2000:]
-            pytest.fail(f"llama_cpp.server exited with {proc.returncode}: {err}")
-        try:
-            if httpx.get(f"{url}/models", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.5)
-    _stop(proc)
-    pytest.fail(f"llama_cpp.server not ready on {url} within {timeout:.0f}s")
-
-
-def _stop(proc) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+    try:
+        return start_llama_server(registry_gguf(REGISTRY["smollm2-135m"]), "smollm2-135m", n_ctx=1024)
+    except ModelLoadError as exc:
+        pytest.fail(str(exc))
 
 
 @pytest.fixture(scope="module")
 def llama_server():
-    proc, url = _start_llama_server()
-    try:
-        yield url
-    finally:
-        _stop(proc)
+    with _start_llama_server() as server:
+        yield server.url
 
 
 @pytest.fixture()
@@ -207,18 +166,105 @@ def test_open_backend_dispatch_loads_only_the_tokenizer(llama_server, small_mode
     backend.close()
 
 
+# ----- every entry point takes a served model -----------------------------------------------------------
+
+
+@needs_llama
+def test_cli_translates_through_the_server(llama_server):
+    out = subprocess.run([sys.executable, "-m", "translator", TEXT, "--model", f"openai:{llama_server}",
+                          "--served-model", "smollm2-135m", "--strategy", "cot", "--max-new-tokens", "24", "--json",
+                          "--quiet"], capture_output=True, text=True, timeout=300)
+    assert out.returncode in (0, 1), out.stderr  # 1: the 135M model may not close its answer in 24 tokens
+    result = TranslationResult.from_json(out.stdout)
+    assert result.model == f"smollm2-135m @ {llama_server}" and len(result.tokens) <= 24
+
+
+@needs_llama
+def test_batch_translates_a_file_through_the_server(llama_server, tmp_path):
+    from translator.batch import main as batch_main
+
+    source = tmp_path / "in.txt"
+    source.write_text(f"{TEXT}\n\n{TEXT}\n打工人\n", encoding="utf-8")
+    output, trace = tmp_path / "out.txt", tmp_path / "trace.jsonl"
+    argv = [str(source), "-o", str(output), "--trace", str(trace), "--model", f"openai:{llama_server}",
+            "--served-model", "smollm2-135m", "--strategy", "cot", "--max-new-tokens", "16", "--quiet"]
+    assert batch_main(argv) in (0, 1)
+    assert len(output.read_text(encoding="utf-8").split("\n")) == 5  # four lines and the final newline
+    records = [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
+    assert [r["index"] for r in records] == [0, 1, 2, 3]
+    served = [r for r in records if r.get("result")]
+    assert served and all(r["result"]["model"] == f"smollm2-135m @ {llama_server}" for r in served)
+
+
+@needs_llama
+def test_bench_records_the_served_model(llama_server, tmp_path):
+    from eval.cli import main as eval_main
+
+    data = tmp_path / "set.jsonl"
+    data.write_text("".join(json.dumps({"src": s, "refs": [r]}, ensure_ascii=False) + "\n"
+                            for s, r in ((TEXT, "I'm so tired today, I just want to lie flat."),
+                                         ("打工人", "wage slave"))), encoding="utf-8")
+    out = tmp_path / "bench"
+    argv = ["bench", "--data", f"{data}:zh-en", "--strategies", "direct:max_new_tokens=8", "--model",
+            f"openai:{llama_server}", "--served-model", "smollm2-135m", "--out", str(out)]
+    assert eval_main(argv) == 0
+    [journal] = out.glob("*/direct*.jsonl")
+    header = json.loads(journal.read_text(encoding="utf-8").splitlines()[0])
+    assert header["settings"]["model"] == f"openai:{llama_server}"
+    assert header["settings"]["served_model"] == "smollm2-135m"
+    report = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert "--served-model smollm2-135m" in report["command"]
+    assert report["model_names"] == [f"smollm2-135m @ {llama_server}"]
+
+
+@needs_llama
+def test_app_serves_translations_from_the_server(llama_server):
+    from gradio_client import Client
+
+    from app import main as app_main
+    from app.ui import Limits, build_app
+
+    args = app_main.build_parser().parse_args(["--model", f"openai:{llama_server}", "--served-model", "smollm2-135m"])
+    models = app_main.load_models(args.model, args.device, args.dtype, args.trust_remote_code, args.served_model)
+    demo = build_app(models, Limits(max_rollouts=4, max_new_tokens=32))
+    try:
+        _, url, _ = demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True)
+        translation, trace = Client(url, verbose=False).predict(
+            text=TEXT, src="zh", tgt="en", strategy="mcts", granularity="mini-32", rollouts=2, children=2,
+            max_new_tokens=32, api_name="/translate")
+    finally:
+        demo.close()
+    result = TranslationResult.from_json(trace)
+    assert result.model == f"smollm2-135m @ {llama_server}" and result.translation == translation
+    assert result.strategy == "mcts" and result.tree is not None and result.stats["rollouts"] == 2
+
+
+@needs_llama
+def test_a_model_the_server_does_not_serve_is_refused_at_start(llama_server):
+    with pytest.raises(ModelLoadError, match="serves smollm2-135m, not 'qwen'"):
+        open_backend(f"openai:{llama_server}", served_model="qwen", tokenizer="smollm2-135m")
+
+
+def test_an_unreachable_server_fails_the_cli_at_start():
+    url = f"http://{HOST}:{free_port()}/v1"
+    out = subprocess.run([sys.executable, "-m", "translator", TEXT, "--model", f"openai:{url}",
+                          "--served-model", "smollm2-135m", "--quiet"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert f"cannot reach an OpenAI-compatible server at {url}/models" in out.stderr and "Traceback" not in out.stderr
+
+
 @needs_llama
 def test_server_killed_mid_search(small_model):
-    proc, url = _start_llama_server()
-    try:
+    with _start_llama_server() as server:
+        url = server.url
         backend = OpenAIBackend(url, "smollm2-135m", small_model.tokenizer, stop_token_ids=small_model.stop_token_ids,
                                 timeout=30, retries=2, backoff=0.1)
         killed = []
 
         def kill(progress) -> None:
             if not killed:
-                proc.kill()
-                proc.wait(10)
+                server.process.kill()
+                server.process.wait(10)
                 killed.append(time.monotonic())
 
         with pytest.raises(TranslatorError, match=url.replace(".", r"\.")) as info:
@@ -228,8 +274,6 @@ def test_server_killed_mid_search(small_model):
         assert killed, "the search ended before the server was killed"
         assert time.monotonic() - killed[0] < 30  # retries with backoff, no hang
         assert "unreachable" in str(info.value)
-    finally:
-        _stop(proc)
 
 
 # ----- fault cases against tiny local servers -----------------------------------------------------------
@@ -333,7 +377,7 @@ def test_5xx_is_retried_and_request_is_well_formed(small_model):
 
 
 def test_unreachable_server_names_the_url(small_model):
-    url = f"http://{HOST}:{_free_port()}/v1"
+    url = f"http://{HOST}:{free_port()}/v1"
     backend = OpenAIBackend(url, "m", small_model.tokenizer, timeout=2, retries=1, backoff=0.05)
     with pytest.raises(TranslatorError, match="unreachable") as info:
         backend.generate([_request(backend)])
@@ -360,3 +404,21 @@ def test_token_strings_of_split_characters_are_retokenized(small_model):
     assert [t.token_id for t in cont.tokens] == ids
     assert [t.logprob for t in cont.tokens] == lps
     assert backend.decode([t.token_id for t in cont.tokens]) == text
+
+
+@needs_llama
+def test_speed_script_compares_the_server_with_the_in_process_search(tmp_path):
+    from eval import speed
+
+    assert speed.main(["--versus-llama-server", "--model", "smollm2-135m", "--sentences", "1", "--rollouts", "2",
+                       "--children", "2", "--max-new-tokens", "16", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "speed-llama-server.json").read_text())
+    assert report["search"]["rollouts"] == 2 and report["sentences"] == 1
+    for side in ("inprocess", "server"):  # both ran the whole search: two rollouts of at most 16 tokens
+        assert 2 <= report[f"{side}_generated_tokens"] <= 32
+        assert report[f"{side}_tokens_per_s"] == pytest.approx(
+            report[f"{side}_generated_tokens"] / report[f"{side}_seconds"], rel=0.02)
+    assert report["server_logprobs_source"].startswith("server:")
+    assert report["server_over_inprocess_tokens_per_s"] == pytest.approx(
+        report["server_tokens_per_s"] / report["inprocess_tokens_per_s"], rel=0.02)
+    assert (tmp_path / "speed-llama-server.md").read_text().count("\n") == len(report) - 2  # machine, cpus: JSON only

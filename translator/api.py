@@ -56,11 +56,12 @@ class Translator:
     """A loaded model and the strategies that decode with it."""
 
     def __init__(self, model: str | None = None, *, backend: Backend | None = None, device: str | None = None,
-                 dtype: str | None = None, trust_remote_code: bool = False):
+                 dtype: str | None = None, trust_remote_code: bool = False, served_model: str | None = None):
         if backend is None:
             from translator.backends import open_backend
 
-            backend = open_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+            backend = open_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
+                                   served_model=served_model)
         self.backend = backend
 
     @property

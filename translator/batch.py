@@ -33,7 +33,7 @@ from pathlib import Path
 
 from translator.api import Translator, make_request
 from translator.batch_cache import DiskCache
-from translator.batch_files import write_atomic
+from translator.durable_files import write_atomic
 from translator.batch_formats import FORMATS, Document, FormatOptions, Translated, json_line, read_document
 from translator.batch_glossary import Glossary, load_glossary
 from translator.batch_journal import Journal
@@ -41,7 +41,8 @@ from translator.batch_run import BatchRunner, RunStats, SegmentRecord
 from translator.cli import EXIT_USAGE
 from translator.errors import InputError, TranslatorError
 from translator.models import DEFAULT_MODEL
-from translator.options import add_common_options, add_strategy_options, strategy_options
+from translator.options import (MODEL_SPEC_HELP, add_common_options, add_strategy_options, model_settings,
+                                strategy_options)
 from translator.strategies import STRATEGIES, make_config
 
 PROG = "marco-translate batch"
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="segments decoded together by direct and cot (default: 8; mcts: always 1)")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: only on a terminal)")
-    parser.add_argument("--model", default=None, help=f"model spec, as for marco-translate (default: {DEFAULT_MODEL})")
+    parser.add_argument("--model", default=None, help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
     add_common_options(parser)
     add_strategy_options(parser)
     return parser
@@ -95,9 +96,10 @@ def _positive_int(text: str) -> int:
 
 
 @functools.lru_cache(maxsize=2)
-def load_translator(model: str | None, device: str | None, dtype: str | None, trust_remote_code: bool) -> Translator:
+def load_translator(model: str | None, device: str | None, dtype: str | None, trust_remote_code: bool,
+                    served_model: str | None = None) -> Translator:
     """One load per process and model, so repeated ``main()`` calls (tests, notebooks) pay for it once."""
-    return Translator(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code)
+    return Translator(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, served_model=served_model)
 
 
 @dataclass
@@ -158,7 +160,7 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
     data, name = _read_input(args.input)
     document = read_document(data, name, FormatOptions(args.format, args.field, args.output_field, args.encoding))
     glossary = load_glossary(Path(args.glossary)) if args.glossary else Glossary()
-    settings = {"model": args.model or DEFAULT_MODEL, "dtype": args.dtype, "strategy": args.strategy,
+    settings = {**model_settings(args, DEFAULT_MODEL), "strategy": args.strategy,
                 "options": dataclasses.asdict(config), "src": probe.src.code, "tgt": probe.tgt.code}
     journal = Journal(journal_path, settings) if journal_path else None
     finished = journal.load() if journal else {}
@@ -166,7 +168,7 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
         logger.info("output goes to stdout without --journal: an interrupted run will start over")
 
     def load_strategy():
-        translator = load_translator(args.model, args.device, args.dtype, args.trust_remote_code)
+        translator = load_translator(args.model, args.device, args.dtype, args.trust_remote_code, args.served_model)
         return translator.strategy(args.strategy, **options)
 
     runner = BatchRunner(

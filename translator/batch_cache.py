@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any, Mapping
 
-from translator.batch_files import write_atomic
+from translator.durable_files import write_atomic
 from translator.errors import InputError
 from translator.prompt import TranslationRequest
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from translator.batch_files import sync_dir, write_atomic
+from translator.durable_files import sync_dir, write_atomic
 from translator.batch_formats import json_line
 from translator.errors import InputError
 

@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     from translator.api import MAX_INPUT_CHARS
     from translator.languages import accepted_languages
     from translator.models import DEFAULT_MODEL
-    from translator.options import add_common_options, add_strategy_options
+    from translator.options import MODEL_SPEC_HELP, add_common_options, add_strategy_options
 
     parser = argparse.ArgumentParser(
         prog="marco-translate",
@@ -27,11 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=f"Languages: {accepted_languages()}. Input limit: {MAX_INPUT_CHARS} characters.")
     parser.add_argument("text", nargs="?", help="text to translate; read from stdin when omitted")
     parser.add_argument("--model", default=None,
-                        help=f"registry name, GGUF path, local directory or Hugging Face id (default: {DEFAULT_MODEL})")
-    parser.add_argument("--served-model", default=None,
-                        help="with --model openai:http://HOST:PORT/v1: the model name the server serves, also "
-                             "the tokenizer to load (registry name, GGUF path or HF id; MARCO_TOKENIZER overrides); "
-                             "API key from MARCO_API_KEY or OPENAI_API_KEY")
+                        help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
     parser.add_argument("--context", default=None, help="a note or surrounding text that helps the translation")
     parser.add_argument("--show-thought", action="store_true", help="print the reasoning before the translation")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
@@ -88,13 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         request = make_request(read_input(args.text), args.src, args.tgt, context=args.context)
         options = strategy_options(args)
         make_config(args.strategy, options)  # refuse bad options before loading a model
-        backend = None
-        if args.model and args.model.startswith("openai:"):
-            from translator.backends import open_backend
-
-            backend = open_backend(args.model, served_model=args.served_model)
-        translator = Translator(args.model, backend=backend, device=args.device, dtype=args.dtype,
-                                trust_remote_code=args.trust_remote_code)
+        translator = Translator(args.model, device=args.device, dtype=args.dtype,
+                                trust_remote_code=args.trust_remote_code, served_model=args.served_model)
         hooks = _progress_hooks(args.quiet)
         result = translator.strategy(args.strategy, **options).translate([request], hooks)[0]
         if hooks:

@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from translator.durable_files import write_atomic
 from translator.errors import ModelLoadError
 
 logger = logging.getLogger("translator.models")
@@ -146,7 +147,8 @@ def remember_sha256(path: Path, sha256: str) -> None:
     memo = _read_memo()
     memo[key] = {**stamp, "sha256": sha256}
     try:
-        _write_atomic_text(_memo_path(), json.dumps(memo, indent=1))
+        _memo_path().parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(_memo_path(), json.dumps(memo, indent=1).encode())
     except OSError as exc:
         logger.warning("could not record the sha256 of %s: %s", path, exc)
 
@@ -164,18 +166,6 @@ def file_sha256(path: Path) -> str:
             digest.update(block)
     remember_sha256(path, digest.hexdigest())
     return digest.hexdigest()
-
-
-def _write_atomic_text(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --- assembling chunks ---------------------------------------------------------------------------------
@@ -285,6 +275,17 @@ def _classify(spec: str) -> tuple[str, str]:
     if spec.lower().endswith(".gguf") or spec.startswith(("/", "./", "../", "~")) or path.is_absolute():
         raise ModelLoadError(f"model {spec!r} could not be loaded: no such file or directory")
     return "hub", spec
+
+
+def gguf_of(spec: str) -> Path:
+    """The GGUF file a registry name or GGUF path stands for (assembled on first use), for engines such as
+    llama.cpp that read GGUF themselves."""
+    kind, target = _classify(spec)
+    if kind == "registry":
+        return registry_gguf(REGISTRY[target])
+    if kind == "gguf":
+        return Path(target)
+    raise ModelLoadError(f"model {spec!r} is not a GGUF file or a packaged model ({resolve_spec(spec)})")
 
 
 def resolve_spec(spec: str) -> str:

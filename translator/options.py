@@ -16,14 +16,36 @@ def base_type(hint: Any) -> Any:
     return args[0] if args else hint
 
 
+MODEL_SPEC_HELP = ("registry name, GGUF path, local directory, Hugging Face id, or openai:http://HOST:PORT/v1 "
+                   "for an OpenAI-compatible server (with --served-model)")
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """How a model spec is loaded: the same flags for the CLI, batch, app and bench."""
+    parser.add_argument("--served-model", default=None, metavar="NAME",
+                        help="with --model openai:http://HOST:PORT/v1: the model name the server serves, also "
+                             "the tokenizer to load (registry name, GGUF path or HF id; MARCO_TOKENIZER overrides); "
+                             "API key from MARCO_API_KEY or OPENAI_API_KEY")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
+    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
+    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+
+
+def model_settings(args: argparse.Namespace, default_model: str) -> dict[str, Any]:
+    """What identifies the model in a resume journal: a served model joins the spec only when given, so
+    journals written before servers were supported still match."""
+    settings: dict[str, Any] = {"model": args.model or default_model, "dtype": args.dtype}
+    if args.served_model:
+        settings["served_model"] = args.served_model
+    return settings
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Languages, strategy and model loading: the same flags for sentences and files."""
     parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
     parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
     parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
-    parser.add_argument("--dtype", default=None, help="bf16, fp16, fp32 or auto (default: bf16)")
-    parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    add_model_options(parser)
     parser.add_argument("--quiet", action="store_true", help="no progress or loading messages on stderr")
 
 

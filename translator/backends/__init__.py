@@ -12,7 +12,8 @@ def open_backend(spec: str | None = None, *, device: str | None = None, dtype: s
 
     ``openai:http://HOST:PORT/v1``: an OpenAI-compatible server instead (see ``openai_backend``);
     ``served_model`` is the model name it serves, also the tokenizer spec unless ``tokenizer`` (or the
-    ``MARCO_TOKENIZER`` environment variable) names another; only the tokenizer is loaded here.
+    ``MARCO_TOKENIZER`` environment variable) names another; only the tokenizer is loaded here, and the
+    server is asked once whether it answers and serves that model.
     """
     if spec and spec.startswith("openai:"):
         import os
@@ -20,7 +21,13 @@ def open_backend(spec: str | None = None, *, device: str | None = None, dtype: s
         from translator.backends.openai_backend import OpenAIBackend
 
         tokenizer = tokenizer or os.environ.get("MARCO_TOKENIZER") or served_model
-        return OpenAIBackend(spec[len("openai:"):], served_model, tokenizer)
+        backend = OpenAIBackend(spec[len("openai:"):], served_model, tokenizer)
+        try:
+            backend.check()
+        except BaseException:
+            backend.close()
+            raise
+        return backend
     from translator.backends.transformers_backend import TransformersBackend
     from translator.models import DEFAULT_MODEL, load_model
 

@@ -201,15 +201,39 @@ class OpenAIBackend(Backend):
     def close(self) -> None:
         self._client.close()
 
+    def _models(self) -> list[dict[str, Any]]:
+        """The server's ``/models`` list; raises httpx.HTTPError or ValueError when there is none."""
+        response = self._client.get(f"{self.base_url}/models", timeout=min(self.timeout, 10.0))
+        response.raise_for_status()
+        data = response.json()
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise ValueError("no model list")
+        return [m for m in data["data"] if isinstance(m, dict)]
+
+    def check(self) -> None:
+        """Fail at start-up rather than at the first segment: the server answers and serves the model named."""
+        url = f"{self.base_url}/models"
+        try:
+            models = self._models()
+        except httpx.HTTPError as exc:
+            raise ModelLoadError(f"cannot reach an OpenAI-compatible server at {url} "
+                                 f"({type(exc).__name__}: {exc}); is it running?") from None
+        except ValueError:
+            raise ModelLoadError(f"{url} did not answer with a model list: is {self.base_url} the /v1 base "
+                                 "of an OpenAI-compatible server?") from None
+        served = [str(m.get("id")) for m in models]
+        if self.served_model and served and self.served_model not in served:
+            raise ModelLoadError(f"the server at {self.base_url} serves {', '.join(served)}, not "
+                                 f"{self.served_model!r}: pass one of those as --served-model")
+
     def _detect(self) -> None:
         """Which server this is (``/models``' ``owned_by``), for ``logprobs_source``; failures are not errors."""
         if self._flavor is not None:
             return
         self._flavor = "unknown"
         try:
-            data = self._client.get(f"{self.base_url}/models", timeout=min(self.timeout, 10.0)).json()
-            owners = {str(m.get("owned_by", "")) for m in data.get("data", [])}
-        except (httpx.HTTPError, ValueError, AttributeError):
+            owners = {str(m.get("owned_by", "")) for m in self._models()}
+        except (httpx.HTTPError, ValueError):
             return
         if "llamacpp" in owners:
             self._flavor = "llama.cpp"

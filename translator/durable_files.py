@@ -1,6 +1,6 @@
-"""Durable file writes for the batch tool.
+"""Durable file writes: batch outputs, journals, caches, reports and the model cache.
 
-A batch run may be killed at any instant (Ctrl-C, kill -9, power loss). Every file it leaves must then be
+A run may be killed at any instant (Ctrl-C, kill -9, power loss). Every file it leaves must then be
 either the old version or the complete new one, never a prefix: results are written to a temporary name
 in the same folder, fsynced, renamed into place, and the rename itself is made durable by syncing the
 folder.
