@@ -15,6 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 import httpx
 
@@ -34,6 +35,7 @@ class LlamaServer:
     process: subprocess.Popen
     url: str  # the /v1 base, as ``--model openai:URL`` takes it
     alias: str  # the served model name
+    log: IO[bytes]  # the server's stderr
 
     def stop(self) -> None:
         if self.process.poll() is None:
@@ -43,6 +45,7 @@ class LlamaServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        self.log.close()
 
     def __enter__(self) -> "LlamaServer":
         return self
@@ -62,12 +65,13 @@ def start_llama_server(gguf: Path, alias: str, *, n_ctx: int = 2048, threads: in
          "--model_alias", alias, "--n_ctx", str(n_ctx), "--n_threads", str(threads),
          "--n_threads_batch", str(threads), "--verbose", "False"],
         stdout=subprocess.DEVNULL, stderr=log)
-    server = LlamaServer(process, f"http://{HOST}:{port}/v1", alias)
+    server = LlamaServer(process, f"http://{HOST}:{port}/v1", alias, log)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             log.seek(0)
             err = log.read().decode(errors="replace")[-2000:]
+            log.close()
             raise ModelLoadError(f"llama_cpp.server exited with {process.returncode}: {err}")
         try:
             if httpx.get(f"{server.url}/models", timeout=2).status_code == 200:
