@@ -44,7 +44,7 @@ from translator.errors import InputError
 from translator.options import MODEL_SPEC_HELP, add_model_options, base_type, model_settings
 from translator.prompt import TranslationRequest
 from translator.result import TranslationResult
-from translator.strategies import STRATEGIES, Hooks, Progress, make_config
+from translator.strategies import STRATEGIES, Hooks, Progress, chunk_size, make_config
 
 DEFAULT_BATCH_SIZE = 8
 EXIT_INTERRUPTED = 130
@@ -146,13 +146,13 @@ class Run:
                             [self.results[i] for i in range(len(self.testset))], self.new)
 
 
-def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str, Any]) -> Run:
-    """Load the journal, refusing one from other settings; entries whose source changed are redone.
+def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str, Any], batch_size: int) -> Run:
+    """Load the journal, refusing one from other settings or batch size; entries whose source changed are redone.
 
     ``model``: the model's part of the settings (``translator.options.model_settings``)."""
     settings = {"label": spec.label, "strategy": spec.name, "options": spec.params(), **model,
                 "data": testset.name, "src": testset.src_lang, "tgt": testset.tgt_lang}
-    journal = Journal(folder / f"{slug(spec.label)}.jsonl", settings)
+    journal = Journal(folder / f"{slug(spec.label)}.jsonl", settings, chunk_size(spec.name, batch_size))
     try:
         entries = journal.load()
     except InputError as exc:
@@ -165,14 +165,13 @@ def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str
     return Run(spec, testset, journal, results)
 
 
-def translate_pending(run: Run, requests: list[TranslationRequest], translator: Callable[[], Translator],
-                      batch_size: int) -> None:
+def translate_pending(run: Run, requests: list[TranslationRequest], translator: Callable[[], Translator]) -> None:
     """Decode what the journal lacks, batching within fixed chunks of the test set (not a window over
     whatever is left), and journal each batch as soon as it is done."""
     if not run.pending:
         return
     strategy = translator().strategy(run.spec.name, **run.spec.options)
-    size = batch_size if strategy.batches_segments else 1
+    size = run.journal.chunk_size
     with tqdm(total=len(run.testset), initial=len(run.results), unit="seg", file=sys.stderr, dynamic_ncols=True,
               desc=f"{run.testset.name} {run.spec.label}") as bar:
         def progress(p: Progress) -> None:
@@ -228,7 +227,8 @@ def _run(args: argparse.Namespace) -> int:
     runs: list[list[Run]] = []
     for testset, folder in zip(testsets, folders):
         folder.mkdir(parents=True, exist_ok=True)
-        runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL)) for spec in specs])
+        runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL), args.batch_size)
+                     for spec in specs])
 
     loaded: list[Translator] = []
 
@@ -241,7 +241,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         for dataset_runs, dataset_requests in zip(runs, requests):
             for run in dataset_runs:
-                translate_pending(run, dataset_requests, translator, args.batch_size)
+                translate_pending(run, dataset_requests, translator)
     except KeyboardInterrupt:
         from eval.cli import PROG  # not at the top: eval.cli imports this module
 

@@ -26,6 +26,7 @@ from translator.batch_journal import Journal
 from translator.batch_run import NO_ANSWER
 from translator.errors import InputError
 from translator.prompt import GlossaryEntry
+from translator.strategies import chunk_size
 from translator.strategies.greedy import Direct
 
 REPO = Path(__file__).resolve().parents[1]
@@ -209,7 +210,7 @@ def test_bad_inputs_are_usage_errors_that_leave_nothing(tmp_path: Path, capsys, 
 
 def test_a_journal_from_other_settings_is_refused(tmp_path: Path, capsys) -> None:
     src, out = _write(tmp_path / "in.txt", "你好\n".encode()), tmp_path / "out.txt"
-    journal = Journal(tmp_path / "out.txt.partial.jsonl", {"strategy": "cot"})
+    journal = Journal(tmp_path / "out.txt.partial.jsonl", {"strategy": "cot"}, 8)
     journal.append([{"index": 0, "key": "k", "record": {}}])
     journal.close()
     assert batch(src, "-o", out) == 2
@@ -270,17 +271,53 @@ def test_glossary_terms_match_whole_latin_words_and_any_cjk() -> None:
 
 def test_a_torn_last_journal_line_is_dropped_and_appends_follow_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
-    journal = Journal(path, {"a": 1})
+    journal = Journal(path, {"a": 1}, 1)
     journal.append([{"index": 0, "key": "k0", "record": {}}, {"index": 1, "key": "k1", "record": {}}])
     journal.close()
     with open(path, "ab") as f:
         f.write(b'{"index": 2, "key": "k2", "rec')
-    again = Journal(path, {"a": 1})
+    again = Journal(path, {"a": 1}, 1)
     assert sorted(again.load()) == [0, 1]
     again.append([{"index": 3, "key": "k3", "record": {}}])
     again.close()
-    assert sorted(Journal(path, {"a": 1}).load()) == [0, 1, 3]
+    assert sorted(Journal(path, {"a": 1}, 1).load()) == [0, 1, 3]
     assert all(json.loads(line) for line in path.read_text().splitlines())
+
+
+def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Path, spy, monkeypatch,
+                                                                    capsys) -> None:
+    """Batched bf16 decoding can pick other tokens at another batch size, so mixing sizes would not give
+    the output an uninterrupted run gives; the size only matters to strategies that batch segments."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("你好\n谢谢\n再见\n", encoding="utf-8")
+    decode = Direct.translate  # the spy
+
+    def interrupt_the_second_batch(self, requests, hooks=None):
+        if spy:
+            raise KeyboardInterrupt
+        return decode(self, requests, hooks)
+
+    monkeypatch.setattr(Direct, "translate", interrupt_the_second_batch)
+    assert batch(src, "-o", out, "--batch-size", "2") == 130
+    monkeypatch.setattr(Direct, "translate", decode)
+    journal = tmp_path / "out.txt.partial.jsonl"
+    saved = journal.read_bytes()
+    assert json.loads(saved.splitlines()[0])["chunk_size"] == 2 and _entries(journal) == 2
+
+    assert batch(src, "-o", out, "--batch-size", "3") == 2
+    assert "was decoded in batches of 2" in capsys.readouterr().err
+    assert journal.read_bytes() == saved and not out.exists()
+
+    assert batch(src, "-o", out, "--batch-size", "2") == 0
+    assert [r.text for r in spy[1]] == ["再见"] and len(out.read_text(encoding="utf-8").splitlines()) == 3
+    assert (chunk_size("direct", 16), chunk_size("cot", 16), chunk_size("mcts", 16)) == (16, 16, 1)
+
+
+def test_journals_that_predate_the_recorded_batch_size_resume_at_any(tmp_path: Path) -> None:
+    path = tmp_path / "j.jsonl"
+    header = {"journal": "marco-translate batch journal", "version": 1, "settings": {"a": 1}}
+    path.write_text(json.dumps(header) + "\n" + json.dumps({"index": 0, "key": "k", "record": {}}) + "\n")
+    assert sorted(Journal(path, {"a": 1}, 16).load()) == [0]
 
 
 def _entries(journal: Path) -> int:

@@ -119,13 +119,15 @@ def test_rerun_translates_nothing_and_a_torn_line_is_redone(done: Path, tmp_path
     assert all(f.read_bytes() == before[f] for f in files if f != torn)
 
 
-def test_other_settings_for_a_label_are_refused(done: Path, tmp_path: Path) -> None:
+def test_other_settings_or_batch_size_for_a_label_are_refused(done: Path, tmp_path: Path) -> None:
     out = tmp_path / "bench"
     shutil.copytree(done, out)
     result = run_bench(out, "--dtype", "bf16", strategies="direct:max_new_tokens=24")
     assert result.returncode == 2 and result.stdout == ""
     assert len(result.stderr.strip().splitlines()) == 1
     assert "other settings" in result.stderr and "dtype 'fp32' -> 'bf16'" in result.stderr
+    resized = run_bench(out, "--dtype", "fp32", "--batch-size", "3", strategies="direct:max_new_tokens=24")
+    assert resized.returncode == 2 and "decoded in batches of" in resized.stderr
 
 
 @pytest.mark.parametrize(

@@ -43,7 +43,7 @@ from translator.errors import InputError, TranslatorError
 from translator.models import DEFAULT_MODEL
 from translator.options import (MODEL_SPEC_HELP, add_common_options, add_strategy_options, model_settings,
                                 strategy_options)
-from translator.strategies import STRATEGIES, make_config
+from translator.strategies import chunk_size, make_config
 
 PROG = "marco-translate batch"
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
@@ -79,7 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--glossary", default=None, metavar="FILE.tsv",
                         help="'source term<TAB>target term' lines, put into the prompt of segments that contain a term")
     parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
-                        help="segments decoded together by direct and cot (default: 8; mcts: always 1)")
+                        help="segments decoded together by direct and cot (default: 8; mcts: always 1); "
+                             "a run resumes only at the size it began with")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: only on a terminal)")
     parser.add_argument("--model", default=None, help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
@@ -162,7 +163,8 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
     glossary = load_glossary(Path(args.glossary)) if args.glossary else Glossary()
     settings = {**model_settings(args, DEFAULT_MODEL), "strategy": args.strategy,
                 "options": dataclasses.asdict(config), "src": probe.src.code, "tgt": probe.tgt.code}
-    journal = Journal(journal_path, settings) if journal_path else None
+    size = chunk_size(args.strategy, args.batch_size)
+    journal = Journal(journal_path, settings, size) if journal_path else None
     finished = journal.load() if journal else {}
     if journal is None:
         logger.info("output goes to stdout without --journal: an interrupted run will start over")
@@ -172,9 +174,9 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
         return translator.strategy(args.strategy, **options)
 
     runner = BatchRunner(
-        load_strategy=load_strategy, batches_segments=STRATEGIES[args.strategy].batches_segments,
-        settings=settings, src=probe.src, tgt=probe.tgt, glossary=glossary, batch_size=args.batch_size,
-        journal=journal, cache=DiskCache(Path(args.cache)) if args.cache else None, on_progress=on_progress)
+        load_strategy=load_strategy, chunk_size=size, settings=settings, src=probe.src, tgt=probe.tgt,
+        glossary=glossary, journal=journal, cache=DiskCache(Path(args.cache)) if args.cache else None,
+        on_progress=on_progress)
     return Job(document, runner, finished, output, trace, journal)
 
 

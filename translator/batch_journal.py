@@ -1,10 +1,11 @@
 """The resume journal: an append-only JSONL file of finished segments, fsynced after every batch.
 
-Its first line records the run's settings; a journal from other settings is refused rather than mixed in,
-since its translations would not be the ones this run produces. Each later line is one finished segment,
-keyed by index and by the request key (a hash of the source and the settings), so an entry whose input
-line has changed is simply redone. A batch's entries go out in one write, so a kill leaves whole batches;
-a torn last line (power loss mid-write) is dropped and its segment redone.
+Its first line records the run's settings and chunk size; a journal from other settings, or decoded in
+chunks of another size, is refused rather than mixed in, since its translations would not be the ones this
+run produces. Each later line is one finished segment, keyed by index and by the request key (a hash of the
+source and the settings), so an entry whose input line has changed is simply redone. A batch's entries go out
+in one write, so a kill leaves whole batches; a torn last line (power loss mid-write) is dropped and its
+segment redone.
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ def _differences(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> 
 
 
 class Journal:
-    def __init__(self, path: Path, settings: dict[str, Any]):
+    def __init__(self, path: Path, settings: dict[str, Any], chunk_size: int):
+        """``chunk_size``: segments decoded together (``strategies.chunk_size``). Journals written before it
+        was recorded resume at any size."""
         self.path = path
         self.settings = settings
+        self.chunk_size = chunk_size
         self._valid_end = 0  # bytes of the existing file holding a header and whole entries
         self._file: IO[bytes] | None = None
 
@@ -75,6 +79,11 @@ class Journal:
             diffs = _differences(header.get("settings") or {}, self.settings) or [f"version {header.get('version')}"]
             raise InputError(f"journal {self.path} is from a run with other settings ({'; '.join(diffs)}): "
                              "rerun with those settings to resume it, or delete it to start over")
+        recorded = header.get("chunk_size")
+        if recorded is not None and recorded != self.chunk_size:
+            raise InputError(f"journal {self.path} was decoded in batches of {recorded}, and batched decoding can "
+                             f"pick other tokens at another size: rerun with --batch-size {recorded} to resume it "
+                             "exactly, or delete it to start over")
 
     def append(self, entries: list[dict[str, Any]]) -> None:
         """Record finished segments durably before anything else learns of them."""
@@ -89,7 +98,7 @@ class Journal:
     def _open(self) -> None:
         """Created on the first finished batch, so a run that finishes nothing leaves no file behind."""
         if self._valid_end == 0:
-            header = {"journal": _MAGIC, "version": _VERSION, "settings": self.settings}
+            header = {"journal": _MAGIC, "version": _VERSION, "settings": self.settings, "chunk_size": self.chunk_size}
             write_atomic(self.path, (json_line(header) + "\n").encode("utf-8"))
         self._file = open(self.path, "ab")
         if self._valid_end:

@@ -1,10 +1,10 @@
 """The batch engine: segments in, one record per segment out, in input order, none dropped.
 
-Distinct requests are decoded once, in fixed chunks of ``batch_size`` (one per chunk for strategies that
-cannot batch segments). The chunks depend only on the input and the settings, never on what the journal
-or the cache already holds, and a chunk's results reach the journal in one write; so a resumed run decodes
-each remaining segment in the same company as an uninterrupted run would, and (greedy decoding being
-deterministic) gets the same translation. A failing chunk is retried one segment at a time, so one bad
+Distinct requests are decoded once, in fixed chunks of ``chunk_size`` (``strategies.chunk_size``). The
+chunks depend only on the input, the settings and the chunk size (which the journal records), never on what
+the journal or the cache already holds, and a chunk's results reach the journal in one write; so a resumed
+run decodes each remaining segment in the same company as an uninterrupted run would, and (greedy decoding
+being deterministic) gets the same translation. A failing chunk is retried one segment at a time, so one bad
 segment fails alone and the run goes on; such failures are not journaled, so a rerun tries them again.
 """
 
@@ -115,12 +115,11 @@ class _Run:
 @dataclass
 class BatchRunner:
     load_strategy: Callable[[], Strategy]  # called at most once, and only if something needs decoding
-    batches_segments: bool
+    chunk_size: int
     settings: dict[str, Any]
     src: Language
     tgt: Language
     glossary: Glossary = field(default_factory=Glossary)
-    batch_size: int = 8
     journal: Journal | None = None
     cache: DiskCache | None = None
     on_progress: Callable[[RunStats], None] | None = None
@@ -147,9 +146,8 @@ class BatchRunner:
                 self._finish(run, restored)
         self._report()
         keys = list(run.indices)
-        size = self.batch_size if self.batches_segments else 1
-        for start in range(0, len(keys), size):
-            chunk = [k for k in keys[start:start + size] if run.pending(k)]
+        for start in range(0, len(keys), self.chunk_size):
+            chunk = [k for k in keys[start:start + self.chunk_size] if run.pending(k)]
             if chunk:
                 self._run_chunk(run, chunk)
         return run.records  # type: ignore[return-value]  # every slot is filled by now

@@ -31,4 +31,10 @@ def make_config(strategy: str, options: dict[str, Any] | None = None) -> Any:
     return config
 
 
-__all__ = ["STRATEGIES", "Hooks", "Progress", "Strategy", "make_config"]
+def chunk_size(strategy: str, batch_size: int) -> int:
+    """How many segments decode together. Batched bf16 decoding can pick other tokens than batch 1, so
+    resumable runs decode in fixed chunks of this size, and their journals record it."""
+    return batch_size if STRATEGIES[strategy].batches_segments else 1
+
+
+__all__ = ["STRATEGIES", "Hooks", "Progress", "Strategy", "chunk_size", "make_config"]
