@@ -41,8 +41,7 @@ from translator.batch_run import BatchRunner, RunStats, SegmentRecord
 from translator.cli import EXIT_USAGE
 from translator.errors import InputError, TranslatorError
 from translator.models import DEFAULT_MODEL
-from translator.options import (MODEL_SPEC_HELP, add_common_options, add_strategy_options, model_settings,
-                                strategy_options)
+from translator.options import add_common_options, add_strategy_options, model_settings, strategy_options
 from translator.strategies import chunk_size, make_config
 
 PROG = "marco-translate batch"
@@ -83,7 +82,6 @@ def build_parser() -> argparse.ArgumentParser:
                              "a run resumes only at the size it began with")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                         help="progress bar on stderr (default: only on a terminal)")
-    parser.add_argument("--model", default=None, help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
     add_common_options(parser)
     add_strategy_options(parser)
     return parser

@@ -17,8 +17,7 @@ EXIT_USAGE = 2
 def build_parser() -> argparse.ArgumentParser:
     from translator.api import MAX_INPUT_CHARS
     from translator.languages import accepted_languages
-    from translator.models import DEFAULT_MODEL
-    from translator.options import MODEL_SPEC_HELP, add_common_options, add_strategy_options
+    from translator.options import add_common_options, add_strategy_options
 
     parser = argparse.ArgumentParser(
         prog="marco-translate",
@@ -26,8 +25,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "Use `marco-translate batch --help` to translate files.",
         epilog=f"Languages: {accepted_languages()}. Input limit: {MAX_INPUT_CHARS} characters.")
     parser.add_argument("text", nargs="?", help="text to translate; read from stdin when omitted")
-    parser.add_argument("--model", default=None,
-                        help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
     parser.add_argument("--context", default=None, help="a note or surrounding text that helps the translation")
     parser.add_argument("--show-thought", action="store_true", help="print the reasoning before the translation")
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")

@@ -42,6 +42,9 @@ def model_settings(args: argparse.Namespace, default_model: str) -> dict[str, An
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     """Languages, strategy and model loading: the same flags for sentences and files."""
+    from translator.models import DEFAULT_MODEL  # imports torch, which both commands load anyway
+
+    parser.add_argument("--model", default=None, metavar="SPEC", help=f"{MODEL_SPEC_HELP} (default: {DEFAULT_MODEL})")
     parser.add_argument("--src", default="zh", help="source language, code or name (default: zh)")
     parser.add_argument("--tgt", default="en", help="target language, code or name (default: en)")
     parser.add_argument("--strategy", default="cot", choices=sorted(STRATEGIES), help="decoding strategy (default: cot)")
