@@ -6,7 +6,8 @@ Each cell is one full run of the batch tool (``translator.batch.main``, no journ
 cache), timed from the command to the written output, with the model already loaded. It prints a table
 and writes the numbers, with the machine's load and thread count, to JSON: on a shared CPU the absolute
 figures mean little without them. It also counts how many translations match batch size 1's, since
-batched decoding in bf16 can flip a greedy choice.
+batched decoding in bf16 can flip a greedy choice, and the segments that failed (a cot that thinks past the
+token cap gives no translation: a real outcome that costs the same decoding, so it is counted, not fatal).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.data import shared_data_dir
-from translator.batch import load_translator, main as batch_main
+from translator.batch import EXIT_FAILED, EXIT_OK, load_translator, main as batch_main
 from translator.models import DEFAULT_MODEL
 
 
@@ -32,6 +33,7 @@ class Cell:
     segments: int
     seconds: float
     tokens: int
+    failed: int  # segments without a translation (cot that thinks past --max-new-tokens): decoded all the same
     same_as_batch_1: int  # translations identical to the batch-size-1 run's
 
     @property
@@ -53,7 +55,7 @@ def run_cell(source: Path, work: Path, strategy: str, batch_size: int, extra: li
     code = batch_main([str(source), "-o", str(out), "--trace", str(trace), "--strategy", strategy,
                        "--batch-size", str(batch_size), "--quiet", "--no-progress", *extra])
     seconds = time.perf_counter() - start
-    if code != 0:
+    if code not in (EXIT_OK, EXIT_FAILED):
         raise SystemExit(f"batch run {strategy}/{batch_size} exited with {code}")
     return seconds, [json.loads(line) for line in trace.read_text(encoding="utf-8").splitlines()]
 
@@ -104,17 +106,19 @@ def main(argv: list[str] | None = None) -> int:
                 baseline = baseline or translations
                 tokens = sum(r["result"]["tokens_generated"] for r in records if r["result"] and not r["reused"])
                 cells.append(Cell(strategy, size, len(records), seconds, tokens,
+                                  sum(r["status"] == "failed" for r in records),
                                   sum(a == b for a, b in zip(translations, baseline))))
                 print(f"{strategy} batch {size}: {seconds:.1f} s", file=sys.stderr, flush=True)
                 args.json.write_text(json.dumps(report(), indent=1) + "\n", encoding="utf-8")  # a long run keeps its cells
 
     print(f"model {translator.model_name}, {len(lines)} lines of {args.source}, torch threads "
           f"{torch.get_num_threads()}, load average {load_before[0]:.1f} -> {os.getloadavg()[0]:.1f}")
-    print(f"{'strategy':<9}{'batch':>6}{'seconds':>10}{'seg/s':>9}{'tok/s':>9}{'speed-up':>10}{'same as b1':>12}")
+    print(f"{'strategy':<9}{'batch':>6}{'seconds':>10}{'seg/s':>9}{'tok/s':>9}{'speed-up':>10}{'failed':>8}"
+          f"{'same as b1':>12}")
     for cell in cells:
         first = next(c for c in cells if c.strategy == cell.strategy)
         print(f"{cell.strategy:<9}{cell.batch_size:>6}{cell.seconds:>10.1f}{cell.segments_per_second:>9.3f}"
-              f"{cell.tokens_per_second:>9.1f}{first.seconds / cell.seconds:>9.2f}x"
+              f"{cell.tokens_per_second:>9.1f}{first.seconds / cell.seconds:>9.2f}x{cell.failed:>8}"
               f"{cell.same_as_batch_1:>7}/{cell.segments}")
     return 0
 
