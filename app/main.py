@@ -11,14 +11,16 @@ import logging
 import sys
 
 from translator.api import MAX_INPUT_CHARS
-from translator.errors import TranslatorError
-from translator.models import DEFAULT_MODEL
-from translator.options import MODEL_SPEC_HELP, add_model_options
+from translator.errors import EXIT_FAILED, EXIT_OK, TranslatorError, print_error
+from translator.options import MODEL_SPEC_HELP, add_lexicon_options, add_model_options
+from translator.registry import DEFAULT_MODEL
+
+PROG = "marco-app"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="marco-app",
+        prog=PROG,
         description="Web app for reasoning-augmented translation of colloquial text (Marco-o1 style search).",
         epilog="Each model runs one translation at a time (it is shared); further requests wait in the queue, "
                "which shows them their position. The translate function is also an API endpoint: "
@@ -30,9 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 for the network)")
     parser.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     add_model_options(parser)
-    parser.add_argument("--threads", type=int, default=None,
-                        help="CPU threads for the model (default: torch's choice, one per core); on a machine "
-                             "shared with other jobs, fewer threads than cores avoids slow oversubscription")
+    add_lexicon_options(parser)
     limits = parser.add_argument_group("per-request limits (the models are shared by all users)")
     limits.add_argument("--max-input-chars", type=int, default=MAX_INPUT_CHARS,
                         help=f"longest source text accepted (default and upper bound: {MAX_INPUT_CHARS})")
@@ -54,39 +54,31 @@ def main(argv: list[str] | None = None) -> int:
         limits = Limits(args.max_input_chars, args.max_rollouts, args.max_new_tokens, args.queue_size)
     except ValueError as exc:
         parser.error(str(exc))
-    if args.threads is not None:
-        if args.threads < 1:
-            parser.error("--threads must be at least 1")
-        import torch
-
-        torch.set_num_threads(args.threads)
     try:
-        models = load_models(args.model or [DEFAULT_MODEL], args.device, args.dtype, args.trust_remote_code,
-                             args.served_model)
+        models = load_models(args.model or [DEFAULT_MODEL], args)
     except TranslatorError as exc:
-        print(f"marco-app: error: {exc}", file=sys.stderr)
-        return 1
+        print_error(PROG, exc)
+        return EXIT_FAILED
     demo = build_app(models, limits)
     try:
         demo.launch(server_name=args.host, server_port=args.port, css=CSS, footer_links=["api"])
     except OSError as exc:  # typically the port is taken
-        print(f"marco-app: error: cannot serve on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 1
+        print_error(PROG, f"cannot serve on {args.host}:{args.port}: {exc}")
+        return EXIT_FAILED
     except KeyboardInterrupt:
         pass
-    return 0
+    return EXIT_OK
 
 
-def load_models(specs: list[str], device: str | None, dtype: str | None, trust_remote_code: bool,
-                served_model: str | None = None):
+def load_models(specs: list[str], args):
     """Load every model at launch (or, for an ``openai:`` server, ask it whether it serves the model), so a
     bad spec fails now rather than on some user's first request."""
     from app.ui import Models
-    from translator.api import Translator
+    from translator.options import build_translator, lexicon_from_args
 
+    lexicon = lexicon_from_args(args) or False  # dictionary notes for every request (--lexicon off: none)
     translators = []
     for spec in dict.fromkeys(specs):
         logging.getLogger("app").info("loading %s…", spec)
-        translators.append((spec, Translator(spec, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                             served_model=served_model)))
+        translators.append((spec, build_translator(args, spec, lexicon=lexicon)))
     return Models(translators)

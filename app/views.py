@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from translator.languages import direction_warning, resolve_language
 from translator.result import PathStep, SearchTree, TokenScore, TranslationResult, TreeNode
 
 # One scale for token confidence c_i, step confidence and node value: all three live in [0, 1]
@@ -104,14 +105,30 @@ def summary_html(result: TranslationResult, *, stopped: bool = False) -> str:
         reason = (result.reward.get("details") or {}).get("reason")  # e.g. why an answerless path scores 0
         parts.append(f"reward {esc(str(result.reward['name']))} {fmt(result.reward['value'])}"
                      + (f" ({esc(str(reason))})" if reason else ""))
+    if result.strategy != "mcts" and result.stats.get("finish") == "stopped":
+        parts.append("stopped: what was generated so far")
+    parts.append("answered" if result.answered else "<b>no answer</b>")
     warnings = []
-    if not result.translation:
+    direction = direction_warning(result.source, resolve_language(result.src_lang))
+    if direction:
+        warnings.append(direction)
+    if result.stats.get("fallback"):
+        warnings.append("the reasoning reached no translation: this is the direct translation")
+    if not result.answered:
         warnings.append("no translation could be read from the model's answer; see the reasoning path")
-    elif not result.format_ok:
-        warnings.append("the model did not close its <Output> block; the translation was recovered from "
-                        "its text")
+    elif not result.format_ok and cut_off(result):
+        warnings.append("the answer was cut off by the token limit before its <Output> block closed: the "
+                        "translation may be incomplete (raise Max new tokens)")
     warn = "".join(f'<div class="mt-warn">{esc(w)}</div>' for w in warnings)
     return f'<div class="mt-status mt-done">{" · ".join(parts)}{warn}</div>'
+
+
+def cut_off(result: TranslationResult) -> bool:
+    """The answer ended because the token budget ran out (not at end-of-sequence or a closing tag): the
+    one case where an unclosed Output block says the translation may be missing its end."""
+    if result.tree is not None and result.tree.chosen_path:
+        return result.tree.node(result.tree.chosen_path[-1]).truncated
+    return result.stats.get("finish") in ("length", "stopped")
 
 
 def alternative_choices(result: TranslationResult) -> list[tuple[str, str]]:
@@ -127,6 +144,38 @@ def alternative_choices(result: TranslationResult) -> list[tuple[str, str]]:
     return choices
 
 
+def live_html(text: str, tokens: int, tokens_per_s: float, elapsed_s: float) -> str:
+    """The raw output as it is generated (direct and cot), for the path panel while the model writes."""
+    return (f'<div class="mt-path"><div class="mt-path-head">Generating: {tokens} tokens · {tokens_per_s:.1f} '
+            f'tokens/s · {elapsed_s:.0f} s</div><div class="mt-live">{esc(text)}</div></div>')
+
+
+def generating_html(strategy: str, tokens: int, tokens_per_s: float, elapsed_s: float) -> str:
+    """The status line while a direct or cot answer is being written."""
+    return (f'<div class="mt-status mt-running">Translating with {esc(strategy)}: <b>{tokens}</b> tokens · '
+            f'{tokens_per_s:.1f} tokens/s · {elapsed_s:.0f} s</div>')
+
+
+# --- dictionary notes ------------------------------------------------------------------------------
+
+EMPTY_HINTS = '<div class="mt-empty">Dictionary notes the prompt used appear here.</div>'
+
+
+def hints_html(hints: Sequence[dict], why_none: str = "") -> str:
+    """The dictionary notes a translation's prompt carried (term, senses, where they come from); with none,
+    ``why_none`` says why, when it is not just that the text has no noted term."""
+    if not hints:
+        return f'<div class="mt-empty">{html.escape(why_none or "No dictionary notes for this text.")}</div>'
+    items = []
+    for h in hints:
+        senses = "; ".join(str(s) for s in h.get("senses", ()))
+        note = f' <span class="mt-hint-note">{esc(str(h["note"]))}</span>' if h.get("note") else ""
+        source = f' <span class="mt-hint-source">({esc(str(h["source"]))})</span>' if h.get("source") else ""
+        items.append(f'<li class="mt-hint"><span class="mt-hint-term">{esc(str(h.get("term", "")))}</span>: '
+                     f'{esc(senses)}{note}{source}</li>')
+    return f'<ul class="mt-hints">{"".join(items)}</ul>'
+
+
 # --- the chosen reasoning path ---------------------------------------------------------------------
 
 
@@ -134,9 +183,15 @@ def _chip(label: str, score: float | None) -> str:
     return f'<span class="mt-chip" style="background:{score_colour(score)}">{esc(label)} {fmt(score, 2)}</span>'
 
 
+# Text the search injected rather than sampled (no log-probs): the paper's reflection sentence, the
+# closing of a thought at its budget (budget forcing) and the reopening of a draft for revision (refine),
+# with the badge each gets.
+INJECTED = {"reflection": "reflection", "force": "forced answer", "refine": "refine", "sense": "sense"}
+
+
 def _step_html(number: int, step: PathStep, text: str) -> str:
-    reflection = step.kind == "reflection"
-    badge = '<span class="mt-badge mt-badge-reflection">reflection</span>' if reflection else ""
+    reflection = step.kind in INJECTED
+    badge = f'<span class="mt-badge mt-badge-reflection">{INJECTED[step.kind]}</span>' if reflection else ""
     conf = (f'<span class="mt-chip" style="background:{NO_SCORE}">injected, no score</span>'
             if reflection else _chip("confidence", step.confidence))
     figures = [f"{step.n_tokens} tokens"]
@@ -157,7 +212,7 @@ def step_texts(result: TranslationResult, decode: Callable[[list[int]], str] | N
     CJK character's bytes in two, and each half then reads as U+FFFD; with ``decode`` the character is shown
     in the step that holds its last byte (the token view still shows the exact cut)."""
     texts = [s.text for s in result.steps]
-    generated = [i for i, s in enumerate(result.steps) if s.kind != "reflection"]  # injected text has no scores
+    generated = [i for i, s in enumerate(result.steps) if s.kind not in INJECTED]  # injected text has no scores
     if (decode is None or not any("\ufffd" in t for t in texts)
             or sum(result.steps[i].n_tokens for i in generated) != len(result.tokens)):
         return texts
@@ -297,7 +352,7 @@ def _node_svg(node: TreeNode, p: PlacedNode) -> str:
         classes.append("mt-terminal")
     if node.truncated:
         classes.append("mt-truncated")
-    if node.kind == "reflection":
+    if node.kind in INJECTED:
         classes.append("mt-reflection")
     fill = score_colour(node.mean_value if node.visits else None)
     if node.terminal:  # squares end a rollout, so finished answers stand out from reasoning steps
@@ -357,7 +412,9 @@ def _node_info(node: TreeNode, answer: str | None) -> str:
 
 
 def tree_html(result: TranslationResult) -> str:
-    """Tree, legend, details panel and the per-node details the click handler (TREE_JS) shows."""
+    """Tree, legend, details panel and the per-node details the click handler (TREE_JS) shows. The panel
+    sits beside the canvas and sticks to the top while the page scrolls, so a clicked node's details are
+    in view wherever the node is."""
     tree = result.tree
     if tree is None or not tree.nodes:
         return '<div class="mt-empty">No search tree: only the mcts strategy builds one.</div>'
@@ -386,6 +443,8 @@ const mtShow = (g) => {
   panel.innerHTML = info.innerHTML;
   root.querySelectorAll('.mt-node.mt-selected').forEach((n) => n.classList.remove('mt-selected'));
   g.classList.add('mt-selected');
+  // A node low on the screen puts the top of its panel near the fold: bring the details into view.
+  if (panel.scrollIntoView) panel.scrollIntoView({block: 'nearest'});
 };
 element.addEventListener('click', (e) => {
   const g = e.target.closest && e.target.closest('.mt-node');
@@ -422,7 +481,7 @@ CSS = """
 .mt-tokens { white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace;
   font-size: .9em; line-height: 1.7; }
 .mt-tok { color: #111; border-radius: 2px; padding: 0 1px; margin: 0 1px 0 0; }
-.mt-tree-legend { font-size: .85em; margin-bottom: .4em; }
+.mt-tree-legend { font-size: .85em; }
 .mt-key-path { color: #2563eb; font-weight: 700; }
 .mt-key-reflection { color: #7c3aed; font-weight: 700; }
 .mt-tree-canvas { overflow: auto; max-height: 560px; border: 1px solid rgba(128, 128, 128, .3);
@@ -439,8 +498,17 @@ CSS = """
   stroke-width: 2.5; }
 .mt-node.mt-selected circle, .mt-node.mt-selected rect { stroke: #f97316; stroke-width: 3.5; }
 .mt-node:focus { outline: none; }
-.mt-tree-detail { margin-top: .6em; padding: .5em .7em; border: 1px solid rgba(128, 128, 128, .3);
-  border-radius: 6px; min-height: 3em; }
+.mt-tree { display: grid; grid-template-columns: minmax(0, 1fr) minmax(16em, 24em); gap: .4em .8em;
+  align-items: start; }
+.mt-tree-legend { grid-column: 1 / -1; }
+.mt-tree-detail { padding: .5em .7em; border: 1px solid rgba(128, 128, 128, .3); border-radius: 6px;
+  min-height: 3em; position: sticky; top: .5em; max-height: 560px; overflow: auto; }
+@media (max-width: 900px) { .mt-tree { grid-template-columns: minmax(0, 1fr); } }
+.mt-hints { list-style: none; padding: 0; margin: 0; font-size: .9em; }
+.mt-hint { margin: 0 0 .45em 0; }
+.mt-hint-term { font-weight: 700; }
+.mt-hint-source { opacity: .7; font-size: .85em; }
+.mt-live { white-space: pre-wrap; word-break: break-word; font-family: ui-monospace, monospace; font-size: .85em; }
 .mt-info-head { font-weight: 700; margin-bottom: .3em; }
 .mt-info-table { border-collapse: collapse; font-size: .85em; margin-bottom: .3em; }
 .mt-tree .mt-info-table, .mt-tree .mt-info-table tr { border: 0; background: none; margin: 0 0 .3em 0; }

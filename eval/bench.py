@@ -9,16 +9,25 @@ of the strategy before it, so ``cot:max_new_tokens=24,mcts:rollouts=2,children=2
 Values take the type of the strategy's Config field (bool: true/false/1/0). Each spec string is also its
 label, so one strategy can be compared with itself under other settings.
 
+A spec may also say ``lexicon=on`` or ``lexicon=off`` (dictionary notes in its prompts; default: ``--lexicon``),
+so ``direct:lexicon=off,direct,cot`` compares plain and lexicon-aided decoding in one run.
+
 ``--data`` may be repeated; each test set gets its own folder ``DIR/<data>/`` and its own report section.
-In it, ``<label>.jsonl`` is a resume journal (``translator.batch_journal``, shared with the batch tool):
-its first line records the settings (strategy options, model, served model, dtype, data, languages), each later line
-one finished segment with its whole result minus per-token log-probs. Lines are appended and fsynced
-after every batch, so Ctrl-C or a crash loses at most the batch in flight; a rerun decodes only what is
-missing (a torn last line included) and refuses a journal made with other settings instead of mixing
-the two. The model is loaded only if something is left to translate.
+In it, ``<label>.jsonl`` is a resume journal: each (test set, strategy) runs through the batch tool's runner
+(``translator.batch_run``) with its journal schema (``translator.batch_journal``). Its first line records
+the settings (strategy options, model, served model, dtype, data, languages, batch size, code version),
+each later line one finished segment with its whole result minus per-token log-probs. Lines are appended
+and fsynced after every batch, so Ctrl-C or a crash loses at most the batch in flight; a rerun decodes only
+what is missing (a torn last line included) and refuses a journal made with other settings or other code
+instead of mixing the two. A segment whose decoding raises fails alone: it is scored as an empty
+translation, listed in the report, and tried again by the next run. The model is loaded only if something
+is left to translate. Journals of the first format (no code version) are reported when complete.
 
 After translating, ``DIR/report.md`` and ``DIR/report.json`` (see ``eval.report``) compare the strategies.
-Exit codes: 0 done, 2 usage error, 130 interrupted (finished segments kept: rerun the same command).
+An mcts row is followed (at the end of its table) by one row per other ``--select`` rule, scored on what
+that rule returns from the same trees (``LABEL -> select=RULE``; see ``with_selections``).
+Exit codes: 0 done, 1 some segments failed (the report is written; rerun to retry them), 2 usage error,
+130 interrupted (finished segments kept: rerun the same command).
 """
 
 from __future__ import annotations
@@ -30,24 +39,26 @@ import shlex
 import sys
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm
-
 from eval.data import TestSet, load_testset
 from eval.report import SystemOutput, build_report, evaluate_dataset, write_report
-from translator.api import Translator, make_request
-from translator.batch_journal import Journal
-from translator.errors import InputError
-from translator.options import MODEL_SPEC_HELP, add_model_options, base_type, model_settings
-from translator.prompt import TranslationRequest
+from eval import PROG
+from translator.api import Translator, language
+from translator.batch_formats import Segment
+from translator.batch_journal import Journal, RunSettings, differences, read_journal, run_settings
+from translator.batch_run import BatchRunner, SegmentRecord, progress_bar
+from translator.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, InputError
+from translator.lexicon import Lexicon
+from translator.options import (MODEL_SPEC_HELP, add_lexicon_options, add_model_options, base_type, build_translator,
+                                lexicon_from_args, lexicon_settings, model_settings, positive_int)
 from translator.result import TranslationResult
-from translator.strategies import STRATEGIES, Hooks, Progress, chunk_size, make_config
+from translator.strategies import STRATEGIES, make_config
 
 DEFAULT_BATCH_SIZE = 8
-EXIT_INTERRUPTED = 130
+_SHOWN_FAILURES = 5  # on stderr; the report lists them all
 
 
 @dataclass(frozen=True)
@@ -55,6 +66,7 @@ class StrategySpec:
     label: str  # the spec as written: names the run in reports and (slugged) its journal
     name: str
     options: dict[str, Any]
+    lexicon: bool | None = None  # ``lexicon=on|off`` in the spec; None: the bench's --lexicon
 
     def params(self) -> dict[str, Any]:
         """Every setting of the strategy, defaults included: what the journal and the report record."""
@@ -97,18 +109,24 @@ def parse_strategies(text: str) -> list[StrategySpec]:
         label = ",".join(group)
         name, _, first = group[0].partition(":")
         options: dict[str, Any] = {}
+        lexicon: bool | None = None
         try:
             for pair in ([first] if first else []) + group[1:]:
                 key, eq, value = (s.strip() for s in pair.partition("="))
                 if not eq or not key:
                     raise InputError(f"expected KEY=VALUE, got {pair!r}")
-                if key in options:
+                if key in options or (key == "lexicon" and lexicon is not None):
                     raise InputError(f"{key} is given twice")
+                if key == "lexicon":  # not a strategy option: whether the prompts get dictionary notes
+                    if value not in ("on", "off"):
+                        raise InputError(f"lexicon must be on or off, not {value!r}")
+                    lexicon = value == "on"
+                    continue
                 options[key] = _option_value(name, key, value)
             make_config(name, options)  # types, known keys and each Config's own validation, before any model loads
         except InputError as exc:
             raise InputError(f"strategy {label!r}: {exc}") from None
-        specs.append(StrategySpec(label, name, options))
+        specs.append(StrategySpec(label, name, options, lexicon))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"--strategies names the same strategy spec twice: {text!r}")
@@ -122,66 +140,128 @@ def slug(text: str) -> str:
 
 @dataclass
 class Run:
-    """One strategy on one test set: its journal and the results it holds, by segment index."""
+    """One strategy on one test set: its journal, and once run, a record per segment.
+
+    Runs go through the batch tool's runner (``translator.batch_run``), so a segment whose decoding raises
+    fails alone (its batch is retried one segment at a time), is marked in the report, and is tried again
+    by the next run of the same command."""
 
     spec: StrategySpec
     testset: TestSet
     journal: Journal
-    results: dict[int, TranslationResult]
-    new: int = 0  # segments translated by this invocation
-
-    @property
-    def pending(self) -> list[int]:
-        return [i for i in range(len(self.testset)) if i not in self.results]
-
-    def save(self, indices: list[int], results: list[TranslationResult]) -> None:
-        self.journal.append([{"index": i, "id": self.testset.items[i].id, "src": self.testset.items[i].src,
-                              "result": r.to_dict(with_tokens=False)} for i, r in zip(indices, results)])
-        self.results.update(zip(indices, results))
-        self.new += len(indices)
+    params: dict[str, Any]  # the strategy's settings, as the report shows them
+    finished: dict[int, dict[str, Any]]  # the journal's entries by segment index
+    legacy: list[TranslationResult] | None = None  # a complete journal from before code versions were recorded
+    records: list[SegmentRecord] = field(default_factory=list)
+    new: int = 0  # segments decoded (or tried) by this invocation
 
     def output(self) -> SystemOutput:
         file = f"{self.journal.path.parent.name}/{self.journal.path.name}"  # relative to --out
-        return SystemOutput(self.spec.label, self.spec.name, self.spec.params(), file,
-                            [self.results[i] for i in range(len(self.testset))], self.new)
+        if self.legacy is not None:
+            return SystemOutput(self.spec.label, self.spec.name, self.params, file, self.legacy, 0)
+        results, failures = [], {}
+        for record in self.records:
+            if record.result is None:  # a model error or an untranslatable source: scored as no translation
+                failures[record.index] = record.error or "failed"
+                results.append(_no_result(record, self.testset, self.spec.name))
+            else:
+                results.append(TranslationResult.from_dict(record.result))
+        return SystemOutput(self.spec.label, self.spec.name, self.params, file, results, self.new, failures)
 
 
-def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str, Any], batch_size: int) -> Run:
-    """Load the journal, refusing one from other settings or batch size; entries whose source changed are redone.
+def with_selections(outputs: list[SystemOutput]) -> list[SystemOutput]:
+    """The outputs, then for each mcts output whose results record what every ``--select`` rule returns
+    from the same tree (``stats.selections``) one more row per other rule, labelled ``LABEL -> select=RULE``:
+    the rules compared on the same searches, at no extra decoding (tokens and seconds are the search's)."""
+    extra = []
+    for o in outputs:
+        chosen = o.params.get("select")
+        if not o.results or not all("selections" in r.stats for r in o.results):
+            continue
+        for rule in o.results[0].stats["selections"]:
+            if rule == chosen:
+                continue
+            results = [dataclasses.replace(r, translation=r.stats["selections"][rule],
+                                           answered=bool(r.stats["selections"][rule].strip())) for r in o.results]
+            extra.append(SystemOutput(f"{o.label} -> select={rule}", o.strategy, {**o.params, "select": rule},
+                                      o.file, results, 0, dict(o.failures)))
+    return outputs + extra
 
-    ``model``: the model's part of the settings (``translator.options.model_settings``)."""
-    settings = {"label": spec.label, "strategy": spec.name, "options": spec.params(), **model,
-                "data": testset.name, "src": testset.src_lang, "tgt": testset.tgt_lang}
-    journal = Journal(folder / f"{slug(spec.label)}.jsonl", settings, chunk_size(spec.name, batch_size))
-    try:
-        entries = journal.load()
-    except InputError as exc:
-        raise InputError(f"{spec.label} on {testset.name}: {exc}") from None
-    results = {}
+
+def _no_result(record: SegmentRecord, testset: TestSet, strategy: str) -> TranslationResult:
+    return TranslationResult(source=record.source, src_lang=testset.src_lang, tgt_lang=testset.tgt_lang,
+                             translation="", thought="", raw_output="", strategy=strategy, model="", params={},
+                             tokens_generated=0, wall_time_s=0.0, format_ok=False, confidence=None)
+
+
+def _full_result(result: TranslationResult) -> dict[str, Any]:
+    """What the benchmark journals of a result: everything (the whole mcts tree) but per-token log-probs."""
+    return result.to_dict(with_tokens=False)
+
+
+def _legacy_results(path: Path, testset: TestSet,
+                    settings: RunSettings) -> tuple[dict[str, Any], list[TranslationResult]] | None:
+    """The recorded strategy options and the results of a journal in the benchmark's first format (version 1:
+    no code version, entries with ``id``, ``src`` and ``result``), which ``eval/results/`` keeps: a complete
+    one is reported as it is, since nothing is left to decode and so nothing is resumed under other code; an
+    incomplete one is refused. None when the journal is not of that format."""
+    header, entries, _ = read_journal(path)
+    if header is None or header.get("version") != 1 or any("result" not in e for e in entries.values()):
+        return None
+    old = header.get("settings") or {}
+    new = {**settings.decoding, "options": {k: settings.decoding["options"].get(k) for k in old.get("options", {})}}
+    # Options added since then do not count (their defaults keep the old behaviour), nor does the label: it
+    # names the run, the settings decide it (a spec may now have to spell out what was once a default).
+    diffs = differences({k: v for k, v in old.items() if k != "label"}, {k: v for k, v in new.items() if k != "label"})
+    if diffs:
+        raise InputError(f"journal {path} is from a run with other settings ({'; '.join(diffs)}): rerun with "
+                         "those settings to report it, or delete it to start over")
+    results = []
     for i, item in enumerate(testset.items):
         entry = entries.get(i)
-        if entry is not None and entry.get("id") == item.id and entry.get("src") == item.src:
-            results[i] = TranslationResult.from_dict(entry["result"])
-    return Run(spec, testset, journal, results)
+        if entry is None or entry.get("id") != item.id or entry.get("src") != item.src:
+            raise InputError(f"journal {path} was written by older code that did not record its version, and "
+                             f"holds only {len(results)} of the {len(testset)} segments in order: it can be "
+                             "reported whole, not resumed; delete it to translate the set with this code")
+        results.append(TranslationResult.from_dict(entry["result"]))
+    return old.get("options", {}), results
 
 
-def translate_pending(run: Run, requests: list[TranslationRequest], translator: Callable[[], Translator]) -> None:
-    """Decode what the journal lacks, batching within fixed chunks of the test set (not a window over
-    whatever is left), and journal each batch as soon as it is done."""
-    if not run.pending:
+def open_run(folder: Path, testset: TestSet, spec: StrategySpec, model: dict[str, Any], batch_size: int,
+             lexicon: dict[str, Any] | None = None) -> Run:
+    """Load the journal, refusing one from other settings, batch size or code.
+
+    ``model``: the model's part of the settings (``translator.options.model_settings``); ``lexicon``: the
+    lexicon's (``translator.options.lexicon_settings``), absent in journals made before the lexicon."""
+    settings = run_settings(model, spec.name, spec.params(), testset.src_lang, testset.tgt_lang, batch_size,
+                            label=spec.label, data=testset.name, **(lexicon or {}))
+    journal = Journal(folder / f"{slug(spec.label)}.jsonl", settings)
+    try:
+        legacy = _legacy_results(journal.path, testset, settings)
+        if legacy is not None:
+            return Run(spec, testset, journal, legacy[0], {}, legacy[1])
+        return Run(spec, testset, journal, spec.params(), journal.load())
+    except InputError as exc:
+        raise InputError(f"{spec.label} on {testset.name}: {exc}") from None
+
+
+def translate_pending(run: Run, translator: Callable[[], Translator], lexicon: Lexicon | None = None) -> None:
+    """Decode, through the batch runner, what the journal lacks; each batch is journaled as soon as it is done.
+    ``translator`` loads the model: it is called only if something is left to decode; ``lexicon`` gives
+    each prompt its dictionary notes."""
+    if run.legacy is not None:
         return
-    strategy = translator().strategy(run.spec.name, **run.spec.options)
-    size = run.journal.chunk_size
-    with tqdm(total=len(run.testset), initial=len(run.results), unit="seg", file=sys.stderr, dynamic_ncols=True,
-              desc=f"{run.testset.name} {run.spec.label}") as bar:
-        def progress(p: Progress) -> None:
-            bar.set_postfix_str(f"rollouts {p.done}/{p.budget}")
-
-        for start in range(0, len(run.testset), size):
-            todo = [i for i in range(start, min(start + size, len(run.testset))) if i not in run.results]
-            if todo:
-                run.save(todo, strategy.translate([requests[i] for i in todo], Hooks(on_progress=progress)))
-                bar.update(len(todo))
+    report, close = progress_bar(True, f"{run.testset.name} {run.spec.label}")
+    runner = BatchRunner(load_strategy=lambda: translator().strategy(run.spec.name, **run.spec.options),
+                         settings=run.journal.settings,
+                         src=language(run.testset.src_lang), tgt=language(run.testset.tgt_lang),
+                         journal=run.journal, on_progress=report, summarize=_full_result, lexicon=lexicon)
+    segments = [Segment(i, i + 1, item.src) for i, item in enumerate(run.testset.items)]
+    try:
+        run.records = runner.run(segments, run.finished)
+    finally:
+        close()
+    run.new = runner.stats.total - runner.stats.resumed
 
 
 def command_line(args: argparse.Namespace) -> str:
@@ -190,61 +270,49 @@ def command_line(args: argparse.Namespace) -> str:
              "--strategies", args.strategies, "--model", args.model]
     for flag, value in (("--served-model", args.served_model), ("--limit", args.limit), ("--dtype", args.dtype),
                         ("--device", args.device),
-                        ("--batch-size", args.batch_size), ("--comet-model", args.comet_model)):
+                        ("--batch-size", args.batch_size), ("--comet-model", args.comet_model),
+                        ("--lexicon", args.lexicon), ("--max-hints", args.max_hints)):
         if value is not None:
             parts += [flag, str(value)]
+    for path in args.lexicon_file:
+        parts += ["--lexicon-file", path]
     if args.trust_remote_code:
         parts.append("--trust-remote-code")
     return shlex.join([*parts, "--out", args.out])
 
 
-def _requests(testset: TestSet) -> list[TranslationRequest]:
-    ids = [item.id for item in testset.items]
-    if len(set(ids)) != len(ids):
-        raise InputError(f"test set {testset.name} has duplicate item ids; results could not be matched on resume")
-    requests = []
-    for item in testset.items:
-        try:
-            requests.append(make_request(item.src, testset.src_lang, testset.tgt_lang))
-        except InputError as exc:
-            raise InputError(f"test set {testset.name}, item {item.id}: {exc}") from None
-    return requests
-
-
 def _run(args: argparse.Namespace) -> int:
-    from translator.models import DEFAULT_MODEL  # imports torch: only once a bench actually runs
+    from translator.registry import DEFAULT_MODEL
 
     args.model = args.model or DEFAULT_MODEL
-    for flag, value in (("--limit", args.limit), ("--batch-size", args.batch_size)):
-        if value is not None and value < 1:
-            raise InputError(f"{flag} must be at least 1, got {value}")
     specs = parse_strategies(args.strategies)
     testsets = [load_testset(spec, limit=args.limit) for spec in dict.fromkeys(args.data)]
     folders = [Path(args.out) / slug(t.name) for t in testsets]
     if len(set(folders)) != len(folders):
         raise InputError("two --data specs map to the same folder name; give them distinct names")
-    requests = [_requests(t) for t in testsets]
+    def lexicon_of(spec: StrategySpec, src: str) -> tuple[Lexicon | None, dict[str, Any]]:
+        """The spec's lexicon (its own ``lexicon=on|off``, else --lexicon) and its part of the settings for
+        a test set in ``src``."""
+        wanted = argparse.Namespace(**{**vars(args), "lexicon": {True: "on", False: "off"}.get(spec.lexicon, args.lexicon)})
+        return lexicon_from_args(wanted), lexicon_settings(wanted, src)
+
     runs: list[list[Run]] = []
     for testset, folder in zip(testsets, folders):
         folder.mkdir(parents=True, exist_ok=True)
-        runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL), args.batch_size)
-                     for spec in specs])
+        runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL), args.batch_size,
+                              lexicon_of(spec, testset.src_lang)[1]) for spec in specs])
 
     loaded: list[Translator] = []
 
     def translator() -> Translator:
         if not loaded:
-            loaded.append(Translator(args.model, device=args.device, dtype=args.dtype,
-                                     trust_remote_code=args.trust_remote_code, served_model=args.served_model))
+            loaded.append(build_translator(args, lexicon=False))  # the runner puts the notes into each request
         return loaded[0]
 
     try:
-        for dataset_runs, dataset_requests in zip(runs, requests):
-            for run in dataset_runs:
-                translate_pending(run, dataset_requests, translator)
+        for run in (r for dataset_runs in runs for r in dataset_runs):
+            translate_pending(run, translator, lexicon_of(run.spec, run.testset.src_lang)[0])
     except KeyboardInterrupt:
-        from eval.cli import PROG  # not at the top: eval.cli imports this module
-
         print(f"{PROG}: interrupted; finished segments are saved under {args.out}: rerun the same command to "
               "continue", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -252,15 +320,26 @@ def _run(args: argparse.Namespace) -> int:
         for run in (r for dataset_runs in runs for r in dataset_runs):
             run.journal.close()
 
-    for dataset_runs in runs:
+    outputs = [with_selections([run.output() for run in dataset_runs]) for dataset_runs in runs]
+    for dataset_runs, dataset_outputs in zip(runs, outputs):
         print(f"{dataset_runs[0].testset.name}: " + "; ".join(
-            f"{r.spec.label}: {len(r.results)} segments ({r.new} new)" for r in dataset_runs), file=sys.stderr)
-    datasets = [evaluate_dataset(r[0].testset, [run.output() for run in r], args.comet_model, folder.name)
-                for r, folder in zip(runs, folders)]
+            f"{o.label}: {len(o.results)} segments ({o.new} new" + (f", {len(o.failures)} failed)" if o.failures else ")")
+            for o in dataset_outputs[: len(dataset_runs)]), file=sys.stderr)  # the decoded runs, not the rule rows
+    datasets = [evaluate_dataset(r[0].testset, o, args.comet_model, folder.name)
+                for r, o, folder in zip(runs, outputs, folders)]
     md, _ = write_report(build_report(command_line(args), args.model, args.dtype, args.comet_model, datasets),
                          Path(args.out))
     print(f"report: {md}", file=sys.stderr)
-    return 0
+    failures = [(o.label, d.testset.name, i, why) for dataset_runs, dataset_outputs in zip(runs, outputs)
+                for d, o in zip(dataset_runs, dataset_outputs) for i, why in o.failures.items()]
+    for label, data, index, why in failures[:_SHOWN_FAILURES]:
+        print(f"{PROG}: {label} on {data}, segment {index + 1} failed: {why}", file=sys.stderr)
+    if len(failures) > _SHOWN_FAILURES:
+        print(f"{PROG}: ... and {len(failures) - _SHOWN_FAILURES} more (see the report)", file=sys.stderr)
+    if failures:
+        print(f"{PROG}: failed segments are scored as empty translations; rerun the same command to retry them",
+              file=sys.stderr)
+    return EXIT_FAILED if failures else EXIT_OK
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -279,13 +358,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    f"strategies: {', '.join(STRATEGIES)}; the first is the baseline")
     p.add_argument("--model", default=None, metavar="SPEC",
                    help=f"{MODEL_SPEC_HELP} (default: the translator's default model)")
-    p.add_argument("--limit", type=int, default=None, metavar="N", help="first N segments of each test set")
+    p.add_argument("--limit", type=positive_int, default=None, metavar="N", help="first N segments of each test set")
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the journals, report and plots")
     p.add_argument("--comet-model", default=None, metavar="NAME_OR_PATH",
                    help="COMET model (local checkpoint, or Hub name where a network exists); "
                    "without it COMET is skipped")
     add_model_options(p)
-    p.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, metavar="N",
+    add_lexicon_options(p)
+    p.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE, metavar="N",
                    help="segments decoded together by strategies that batch (direct, cot; "
                    f"default {DEFAULT_BATCH_SIZE})")
     p.set_defaults(handler=_run)

@@ -9,19 +9,25 @@ fix (``translator.errors.TranslatorError``) print one line on stderr and exit wi
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Callable, Sequence
 
+from eval import PROG
 from eval.bench import register as register_bench
 from eval.data import read_lines
 from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES
+from eval.reward_eval import register as register_rewards
 from eval.scoring import DEFAULT_METRICS, ScoreReport, parse_metric_names, score
-from translator.errors import TranslatorError
+from translator.errors import EXIT_OK, EXIT_USAGE, InputError, TranslatorError, exit_code, quiet_broken_pipe
+from translator.options import positive_int
 
-PROG = "marco-eval"
+REFERENCE_FREE = ("comet",)  # with a QE checkpoint (CometKiwi); every other metric compares with references
 
 
 def _run_score(args: argparse.Namespace) -> int:
+    needing_refs = [m for m in args.metrics if m not in REFERENCE_FREE]
+    if not args.ref and needing_refs:
+        raise InputError(f"no --ref given, and {', '.join(needing_refs)} need references: give --ref FILE, or "
+                         "ask only for reference-free metrics (--metrics comet with a QE model such as CometKiwi)")
     hyps = read_lines(args.hyp)
     refs = [read_lines(path) for path in args.ref]
     srcs = read_lines(args.src) if args.src else None
@@ -38,7 +44,7 @@ def _run_score(args: argparse.Namespace) -> int:
         progress_bar=args.progress,
     )
     print(report.to_json(indent=1) if args.json else _text(report, args.segments))
-    return 0
+    return EXIT_OK
 
 
 def _text(report: ScoreReport, segments: bool) -> str:
@@ -58,13 +64,6 @@ def _metric_list(text: str) -> list[str]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def register_score(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "score",
@@ -81,7 +80,7 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
                    help=f"comma-separated, from {','.join(METRIC_NAMES)} (default: {','.join(DEFAULT_METRICS)})")
     p.add_argument("--comet-model", default=DEFAULT_COMET_MODEL, metavar="NAME_OR_PATH",
                    help="Hub model name or local checkpoint (model.ckpt or its model folder); QE models need no --ref")
-    p.add_argument("--comet-batch-size", type=_positive_int, default=16, metavar="N")
+    p.add_argument("--comet-batch-size", type=positive_int, default=16, metavar="N")
     p.add_argument("--gpus", type=int, default=None, metavar="N",
                    help="GPUs for COMET (default: 1 if CUDA is available, else 0)")
     p.add_argument("--progress", action="store_true", help="show COMET's progress bar")
@@ -90,7 +89,8 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(handler=_run_score)
 
 
-SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_score, register_bench)
+SUBCOMMANDS: tuple[Callable[[argparse._SubParsersAction], None], ...] = (register_score, register_bench,
+                                                                        register_rewards)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,10 +101,10 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@quiet_broken_pipe
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.handler(args)
-    except TranslatorError as exc:
-        print(f"{PROG}: error: {exc}", file=sys.stderr)
-        return 2
+    except (TranslatorError, KeyboardInterrupt) as exc:
+        return exit_code(PROG, exc, failed=EXIT_USAGE)  # what marco-eval refuses is all input

@@ -21,7 +21,10 @@ from eval.metrics import REGISTRY, MetricOptions, MetricScore, build_metric
 from eval.scoring import score
 from eval.significance import DEFAULT_SAMPLES, DEFAULT_SEED, paired_bootstrap
 from translator.durable_files import write_atomic
+from translator.languages import resolve_language
 from translator.result import TranslationResult
+from translator.script_guard import applies, holds_chinese
+from translator.strategies import STRATEGIES
 
 METRICS: tuple[str, ...] = ("bleu", "chrf", "comet", "semsim")  # report columns, in this order
 DECIMALS = {"bleu": 2, "chrf": 2, "ter": 2}  # sacrebleu's 0-100 scales; model scores (0-1) get 4
@@ -40,6 +43,7 @@ class SystemOutput:
     file: str  # the journal holding them, relative to the output folder
     results: list[TranslationResult]
     new: int  # translated by the invocation that writes this report
+    failures: dict[int, str] = field(default_factory=dict)  # segment index -> why it has no result (scored as "")
 
 
 @dataclass
@@ -66,11 +70,18 @@ class StrategyReport:
     new_segments: int
     tokens_per_segment: float
     seconds_per_segment: float
-    format_ok_rate: float
+    answered_rate: float  # the headline: segments whose answer reached a translation
+    fallback_rate: float  # segments answered by the direct fallback (the reasoning reached no translation)
+    hinted_rate: float  # segments whose prompt held at least one dictionary note
+    format_ok_rate: float | None  # closed its Output block; None for direct, which is asked for no format
     models: list[str]
     logprobs_sources: list[str]
     metrics: dict[str, MetricScore]  # every column in METRICS, scored or skipped with its reason
     bootstrap: dict[str, Bootstrap] = field(default_factory=dict)
+    failed: list[dict[str, Any]] = field(default_factory=list)  # {"segment": 1-based, "error": ...}
+    # Chinese source into a language not written with Han characters: translations that still hold some
+    # (the untranslated term a translator must fix; see translator.script_guard). None for other pairs.
+    untranslated_rate: float | None = None
 
 
 @dataclass
@@ -143,9 +154,17 @@ def evaluate_dataset(testset: TestSet, outputs: Sequence[SystemOutput], comet_mo
             n_segments=len(results), new_segments=output.new,
             tokens_per_segment=fmean(r.tokens_generated for r in results),
             seconds_per_segment=fmean(r.wall_time_s for r in results),
-            format_ok_rate=fmean(1.0 if r.format_ok else 0.0 for r in results),
-            models=sorted({r.model for r in results}), logprobs_sources=sorted({r.logprobs_source for r in results}),
+            answered_rate=fmean(1.0 if r.answered else 0.0 for r in results),
+            fallback_rate=fmean(1.0 if r.stats.get("fallback") else 0.0 for r in results),
+            hinted_rate=fmean(1.0 if r.hints else 0.0 for r in results),
+            format_ok_rate=(fmean(1.0 if r.format_ok else 0.0 for r in results)
+                            if STRATEGIES[output.strategy].reasoning else None),
+            models=sorted({r.model for i, r in enumerate(results) if i not in output.failures}),
+            logprobs_sources=sorted({r.logprobs_source for i, r in enumerate(results) if i not in output.failures}),
             metrics=metrics, bootstrap=boot,
+            failed=[{"segment": i + 1, "error": why} for i, why in sorted(output.failures.items())],
+            untranslated_rate=(fmean(1.0 if holds_chinese(r.translation) else 0.0 for r in results)
+                               if testset.src_lang == "zh" and applies(resolve_language(testset.tgt_lang)) else None),
         ))
     return DatasetReport(testset.name, testset.src_lang, testset.tgt_lang, len(testset), folder,
                          f"{folder}/{PLOT_FILE}", rows)
@@ -181,13 +200,18 @@ def _delta_cell(name: str, boot: Bootstrap) -> str:
 def _dataset_markdown(d: DatasetReport) -> list[str]:
     rows = d.strategies
     labels = [rows[0].metrics[n].label.split(" (")[0] for n in METRICS]
+    left = rows[0].untranslated_rate is not None  # a Chinese source into a language without Han characters
     lines = [f"## {d.data} ({d.src_lang}→{d.tgt_lang}, {d.n_segments} segments)", "",
-             "| strategy | " + " | ".join(labels) + " | tokens/seg | s/seg | format ok | new |",
-             "|---|" + "---:|" * (len(METRICS) + 4)]
+             "| strategy | " + " | ".join(labels) + " | answered (fallback)" + (" | Chinese left" if left else "")
+             + " | hinted | tokens/seg | s/seg | Output closed | new |",
+             "|---|" + "---:|" * (len(METRICS) + 6 + left)]
     for row in rows:
         cells = [_score_cell(n, row) for n in METRICS]
-        lines.append(f"| `{row.label}` | " + " | ".join(cells) + f" | {row.tokens_per_segment:.1f} | "
-                     f"{row.seconds_per_segment:.2f} | {row.format_ok_rate:.0%} | {row.new_segments} |")
+        closed = "—" if row.format_ok_rate is None else f"{row.format_ok_rate:.0%}"
+        lines.append(f"| `{row.label}` | " + " | ".join(cells) + f" | {row.answered_rate:.0%} "
+                     f"({row.fallback_rate:.0%})" + (f" | {row.untranslated_rate:.0%}" if left else "")
+                     + f" | {row.hinted_rate:.0%} | {row.tokens_per_segment:.1f} | "
+                     f"{row.seconds_per_segment:.2f} | {closed} | {row.new_segments} |")
     compared = [n for n in METRICS if n in rows[0].bootstrap]
     if compared:
         lines += ["", f"Paired bootstrap against `{rows[0].label}` (Δ = strategy − baseline; * p < 0.05):", "",
@@ -197,6 +221,10 @@ def _dataset_markdown(d: DatasetReport) -> list[str]:
             lines.append(f"| `{row.label}` | " + " | ".join(_delta_cell(n, row.bootstrap[n]) for n in compared) + " |")
     elif len(rows) < 2:
         lines += ["", "No paired bootstrap: it needs at least two strategies."]
+    for row in (r for r in rows if r.failed):
+        lines += ["", f"`{row.label}`: {len(row.failed)} segment(s) failed and are scored as empty translations "
+                  "(rerun the same command to retry them):"] + [f"- segment {f['segment']}: {f['error']}"
+                                                                for f in row.failed]
     skipped = {m.label: m.skipped for m in rows[0].metrics.values() if m.skipped is not None}
     if skipped:
         lines += ["", "Skipped:"] + [f"- {label}: {why}" for label, why in skipped.items()]
@@ -220,8 +248,12 @@ def to_markdown(report: BenchReport) -> str:
         f"- Paired bootstrap resampling: {report.bootstrap_samples} samples, 95% CI, seed {report.bootstrap_seed}, "
         "each strategy against the first (as `sacrebleu --paired-bs`)",
         "- tokens/seg: tokens generated per segment (mcts: every rollout); s/seg: wall time per segment "
-        "(strategies that batch segments share a batch's time evenly); format ok: the answer closed its "
-        "Output block", "",
+        "(strategies that batch segments share a batch's time evenly); answered: the answer reached a "
+        "translation (fallback: the share answered by the direct fallback because the reasoning reached none); "
+        "Chinese left (Chinese sources into languages not written with Han characters): translations that still "
+        "hold Chinese characters; hinted: the prompt held at least one dictionary note; Output closed: the reasoning strategies' answer "
+        "also closed its Output block (an answer that ends at end-of-sequence right after its translation is "
+        "answered but not closed)", "",
     ]
     for d in report.datasets:
         lines += _dataset_markdown(d)

@@ -2,6 +2,8 @@
 
     python -m eval.speed [--model SPEC] [--rollouts 8] [--out eval/results/speed]
     python -m eval.speed --versus-llama-server [--sentences 1 --rollouts 4 ...]
+    python -m eval.speed --engines [--threads 1 --rollouts 16 --children 4 --parallel 4 ...]
+    python -m eval.speed --prompt-head [--strategy direct|cot --rounds 2 --threads 1]
 
 Figures (all from this one run, same model, same sentences):
 - ``greedy_tokens_per_s``: transformers' own ``generate`` (greedy, one sequence) on the cot prompt;
@@ -13,6 +15,18 @@ Figures (all from this one run, same model, same sentences):
 ``--versus-llama-server`` instead runs the same search (same options, seeds and sentences) in process and
 through llama-cpp-python's server on the same GGUF file with the same thread count, one after the other,
 and reports generated tokens/s of both (``ServerSpeedReport``). It needs a registry model or a GGUF path.
+
+``--prompt-head`` decodes one batch of 8 segment prompts (16 greedy tokens each) with and without the
+shared prompt head (``Backend.start``), in alternating rounds on one backend (``HeadReport``): time,
+tokens run through the model, and whether the decoded tokens are the same.
+
+``--engines`` compares the two in-process backends on the same GGUF and thread count (``EngineReport``):
+single-stream greedy tokens/s of the llama.cpp backend, of ``llama_cpp.Llama.create_completion`` (no
+log-probs) and of the transformers backend, taken in alternating rounds; the same mcts search on both
+(tree tokens/s, prefix tokens recomputed, peak RSS: the llama.cpp search runs first, so its peak is read
+before transformers is loaded); and, in fresh processes, the llama.cpp path's first run with an empty
+cache (assemble + verify the GGUF, build the tokenizer: time and peak memory) and the warm time to first
+token of ``marco-translate --backend llama-cpp``.
 """
 
 from __future__ import annotations
@@ -138,7 +152,7 @@ class ServerSpeedReport:
 
 def run_versus_server(model: str | None, options: dict, sentences: tuple = SENTENCES) -> ServerSpeedReport:
     from translator.api import make_request
-    from translator.backends.llama_server import start_llama_server
+    from eval.llama_server import start_llama_server
     from translator.backends.openai_backend import OpenAIBackend
     from translator.backends.transformers_backend import TransformersBackend
     from translator.models import DEFAULT_MODEL, gguf_of, load_model
@@ -173,7 +187,236 @@ def run_versus_server(model: str | None, options: dict, sentences: tuple = SENTE
     )
 
 
-def format_table(report: SpeedReport | ServerSpeedReport) -> str:
+@dataclass
+class EngineReport:
+    model: str
+    gguf: str
+    threads: int
+    machine_note: str
+    load_average_before: list[float]
+    load_average_after: list[float]
+    greedy_new_tokens: int
+    greedy_rounds: int
+    llama_backend_greedy_tokens_per_s: float
+    create_completion_greedy_tokens_per_s: float
+    transformers_backend_greedy_tokens_per_s: float
+    greedy_llama_over_create_completion: float
+    greedy_llama_over_transformers: float
+    search: dict
+    llama_mcts_tree_tokens: int
+    llama_mcts_seconds: float
+    llama_mcts_tree_tokens_per_s: float
+    llama_prefill_tokens_recomputed: int
+    llama_peak_rss_mb: float
+    transformers_mcts_tree_tokens: int
+    transformers_mcts_seconds: float
+    transformers_mcts_tree_tokens_per_s: float
+    transformers_prefill_tokens_recomputed: int
+    transformers_peak_rss_mb: float
+    mcts_llama_over_transformers: float
+    llama_load_seconds: float
+    first_run_seconds: float
+    first_run_peak_rss_mb: float
+    warm_time_to_first_token_s: float
+
+
+def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> tuple[int, float]:
+    from translator.backends.base import GenRequest
+
+    state = backend.start(prompt)
+    start = time.perf_counter()
+    cont = backend.generate([GenRequest(state, max_new_tokens)])[0]
+    return len(cont.tokens), time.perf_counter() - start
+
+
+def _fresh_process(code: str, env: dict | None = None) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of ``python -c code`` in a new process. The peak is the child's own
+    VmHWM: ``RUSAGE_CHILDREN`` would count the parent's memory, which the child holds until its exec."""
+    import os
+    import subprocess
+    import sys
+
+    report = "\nprint(next(l for l in open('/proc/self/status') if l.startswith('VmHWM')).split()[1])"
+    start = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code + report], check=True, env={**os.environ, **(env or {})},
+                         stdout=subprocess.PIPE, text=True).stdout
+    seconds = time.perf_counter() - start
+    return seconds, int(out.split()[-1]) / 1024
+
+
+def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: int, rounds: int = 2,
+                sentences: tuple = SENTENCES) -> EngineReport:
+    import os
+    import tempfile
+
+    from llama_cpp import Llama
+
+    from eval.llama_server import use_backend_model_params
+    from translator.api import make_request
+    from translator.backends.llama_cpp_backend import open_llama_cpp
+    from translator.backends.transformers_backend import TransformersBackend
+    from translator.models import load_model
+    from translator.prompt import build_prompt
+    from translator.registry import DEFAULT_MODEL, gguf_of
+
+    spec = model or DEFAULT_MODEL
+    gguf = gguf_of(spec)
+    load_before = list(os.getloadavg())
+    requests = [make_request(text, src, tgt) for text, src, tgt in sentences]
+
+    started = time.perf_counter()
+    llama = open_llama_cpp(spec, threads=threads)
+    llama_load = time.perf_counter() - started
+    llama_results, llama_seconds = _search(llama, requests, options)
+    llama_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    prompt = build_prompt(llama.tokenizer, requests[0], reasoning=True)
+    prompt_ids = llama.tokenizer.encode(prompt, add_special_tokens=False)
+    use_backend_model_params()
+    own = Llama(str(gguf), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
+    rates: dict[str, list[tuple[int, float]]] = {"llama": [], "completion": [], "transformers": []}
+
+    def completion() -> tuple[int, float]:
+        start = time.perf_counter()
+        out = own.create_completion(prompt_ids, max_tokens=greedy_tokens, temperature=0.0, top_k=1)
+        return out["usage"]["completion_tokens"], time.perf_counter() - start
+
+    for _ in range(rounds):
+        rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
+        rates["completion"].append(completion())
+    own.close()
+    del own
+
+    import torch
+
+    torch.set_num_threads(threads)
+    loaded = load_model(spec)
+    hf = TransformersBackend(loaded)
+    hf_results, hf_seconds = _search(hf, requests, options)
+    hf_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    for _ in range(rounds):
+        rates["transformers"].append(_greedy_backend(hf, prompt, greedy_tokens))
+        rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
+    load_after = list(os.getloadavg())
+
+    def rate(name: str) -> float:
+        return sum(n for n, _ in rates[name]) / sum(t for _, t in rates[name])
+
+    def tree(results) -> int:
+        return sum(r.tree.unique_tokens for r in results)
+
+    with tempfile.TemporaryDirectory(prefix="marco-first-run-") as empty:
+        first = ("from translator.backends import open_backend\n"
+                 "from translator.backends.base import GenRequest\n"
+                 f"b = open_backend({spec!r}, backend='llama-cpp', threads={threads})\n"
+                 "b.generate([GenRequest(b.start('Hello'), 1)])\n")
+        first_seconds, first_rss = _fresh_process(first, {"MARCO_TRANSLATE_CACHE": empty})
+    warm = ("from translator.cli import main\n"
+            f"assert main(['--backend', 'llama-cpp', '--model', {spec!r}, '--threads', '{threads}', '--quiet', "
+            "'--strategy', 'direct', '--max-new-tokens', '1', '这双鞋给人一种踩屎感。']) in (0, 1)")
+    warm_seconds, _ = _fresh_process(warm)
+    llama_rate, hf_rate = tree(llama_results) / llama_seconds, tree(hf_results) / hf_seconds
+    return EngineReport(
+        model=llama.name, gguf=str(gguf), threads=threads,
+        machine_note=f"{os.cpu_count()} CPUs shared with other jobs (see the load averages); one process, one run",
+        load_average_before=[round(x, 2) for x in load_before], load_average_after=[round(x, 2) for x in load_after],
+        greedy_new_tokens=greedy_tokens, greedy_rounds=rounds,
+        llama_backend_greedy_tokens_per_s=round(rate("llama"), 2),
+        create_completion_greedy_tokens_per_s=round(rate("completion"), 2),
+        transformers_backend_greedy_tokens_per_s=round(rate("transformers"), 2),
+        greedy_llama_over_create_completion=round(rate("llama") / rate("completion"), 2),
+        greedy_llama_over_transformers=round(rate("llama") / rate("transformers"), 2),
+        search=options, llama_mcts_tree_tokens=tree(llama_results), llama_mcts_seconds=round(llama_seconds, 2),
+        llama_mcts_tree_tokens_per_s=round(llama_rate, 2),
+        llama_prefill_tokens_recomputed=sum(r.stats["recomputed_tokens"] for r in llama_results),
+        llama_peak_rss_mb=round(llama_rss, 1),
+        transformers_mcts_tree_tokens=tree(hf_results), transformers_mcts_seconds=round(hf_seconds, 2),
+        transformers_mcts_tree_tokens_per_s=round(hf_rate, 2),
+        transformers_prefill_tokens_recomputed=sum(r.stats["recomputed_tokens"] for r in hf_results),
+        transformers_peak_rss_mb=round(hf_rss, 1), mcts_llama_over_transformers=round(llama_rate / hf_rate, 2),
+        llama_load_seconds=round(llama_load, 2), first_run_seconds=round(first_seconds, 1),
+        first_run_peak_rss_mb=round(first_rss, 1), warm_time_to_first_token_s=round(warm_seconds, 2),
+    )
+
+
+@dataclass
+class HeadReport:
+    """The same batch of segment prompts decoded greedily with and without the shared prompt head."""
+
+    model: str
+    backend: str
+    threads: int
+    strategy: str
+    segments: int
+    new_tokens: int
+    rounds: int
+    load_average_before: list[float]
+    load_average_after: list[float]
+    prompt_tokens_per_segment: float
+    head_tokens: int
+    forwarded_tokens_without_head: int
+    forwarded_tokens_with_head: int
+    seconds_without_head: float
+    seconds_with_head: float
+    without_over_with_time: float
+    # segments decoded to the same tokens both ways (llama.cpp's kernels differ a little with the batch's
+    # shape, as between batched and single-row decoding, so a close greedy choice can flip)
+    same_segments: int
+
+
+HEAD_TEXTS = (  # colloquial lines written for this measurement (not from any evaluation set)
+    "这家店的奶茶真的绝了，排队一小时也值。", "他又在朋友圈凡尔赛了，说自己只考了全班第二。",
+    "周一早上的地铁挤得像沙丁鱼罐头。", "老板画的饼我已经吃不下了。",
+    "这部剧的结局太离谱了，编剧出来挨打。", "我们几个周末去露营，顺便拍点照片发小红书。",
+    "他说话总是阴阳怪气的，听着就累。", "考试前一晚才开始复习，主打一个心态稳。",
+)
+
+
+def run_prompt_head(model: str | None, threads: int, strategy: str, new_tokens: int, rounds: int) -> HeadReport:
+    """Alternating rounds on one backend: the batch's prompts started as whole prompts, then with their
+    shared head (kept heads dropped first, so each round computes its head once, as a run does)."""
+    import os
+
+    from translator.api import make_request
+    from translator.backends import open_backend
+    from translator.backends.base import GenRequest
+    from translator.prompt import build_prompt, prompt_head
+    from translator.registry import DEFAULT_MODEL
+    from translator.strategies import STRATEGIES
+
+    spec = model or DEFAULT_MODEL
+    backend = open_backend(spec, threads=threads)
+    reasoning = STRATEGIES[strategy].reasoning
+    prompts = [build_prompt(backend.tokenizer, make_request(t, "zh", "en"), reasoning=reasoning) for t in HEAD_TEXTS]
+    load_before = list(os.getloadavg())
+    figures: dict[bool, list[tuple[int, float, list]]] = {False: [], True: []}
+    for _ in range(rounds):
+        for shared in (False, True):
+            backend.__dict__.pop("_heads", None)
+            states = [backend.start(p, head=prompt_head(p) if shared else 0) for p in prompts]
+            before = backend.stats.forwarded_tokens
+            start = time.perf_counter()
+            out = backend.generate([GenRequest(s, new_tokens) for s in states])
+            figures[shared].append((backend.stats.forwarded_tokens - before, time.perf_counter() - start,
+                                    [[t.token_id for t in c.tokens] for c in out]))
+    head = backend.start(prompts[0], head=prompt_head(prompts[0])).parent
+    seconds = {k: sum(t for _, t, _ in v) / rounds for k, v in figures.items()}
+    return HeadReport(
+        model=backend.name, backend=type(backend).__name__, threads=threads, strategy=strategy,
+        segments=len(prompts), new_tokens=new_tokens, rounds=rounds,
+        load_average_before=[round(x, 2) for x in load_before],
+        load_average_after=[round(x, 2) for x in os.getloadavg()],
+        prompt_tokens_per_segment=round(sum(len(backend.tokenizer.encode(p, add_special_tokens=False))
+                                            for p in prompts) / len(prompts), 1),
+        head_tokens=head.end if head is not None else 0,
+        forwarded_tokens_without_head=figures[False][0][0], forwarded_tokens_with_head=figures[True][0][0],
+        seconds_without_head=round(seconds[False], 2), seconds_with_head=round(seconds[True], 2),
+        without_over_with_time=round(seconds[False] / seconds[True], 2),
+        same_segments=min(sum(x == y for x, y in zip(a[2], b[2])) for a, b in zip(figures[False], figures[True])),
+    )
+
+
+def format_table(report: SpeedReport | ServerSpeedReport | EngineReport | HeadReport) -> str:
     rows = [(k, v) for k, v in asdict(report).items()]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"| {k.ljust(width)} | {json.dumps(v, ensure_ascii=False)} |" for k, v in rows)
@@ -192,11 +435,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sentences", type=int, default=len(SENTENCES), help="how many of the fixed sentences")
     parser.add_argument("--versus-llama-server", action="store_true",
                         help="compare the search in process with the same search through llama-cpp-python's server")
+    parser.add_argument("--engines", action="store_true",
+                        help="compare the llama.cpp and transformers backends (and create_completion) side by side")
+    parser.add_argument("--prompt-head", action="store_true",
+                        help="decode one batch of segment prompts with and without the shared prompt head")
+    parser.add_argument("--strategy", default="direct", help="with --prompt-head: whose prompt (direct or cot)")
+    parser.add_argument("--rounds", type=int, default=2, help="with --prompt-head: alternating rounds")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="with --engines or --prompt-head: threads for every engine (default 1)")
     parser.add_argument("--out", type=Path, default=Path("eval/results/speed"))
     args = parser.parse_args(argv)
+    # fallback off: the figures are the search's own (a search without an answer would add a direct decode)
     options = dict(rollouts=args.rollouts, children=args.children, parallel=args.parallel,
-                   granularity=args.granularity, max_new_tokens=args.max_new_tokens, seed=0)
-    if args.versus_llama_server:
+                   granularity=args.granularity, max_new_tokens=args.max_new_tokens, seed=0, fallback=False)
+    if args.prompt_head:
+        report = run_prompt_head(args.model, args.threads, args.strategy, 16, args.rounds)
+        name = f"speed-prompt-head-{args.strategy}"
+    elif args.engines:
+        report = run_engines(args.model, options, args.greedy_tokens, args.threads, sentences=SENTENCES[: args.sentences])
+        name = "speed-engines"
+    elif args.versus_llama_server:
         report, name = run_versus_server(args.model, options, SENTENCES[: args.sentences]), "speed-llama-server"
     else:
         report, name = run(args.model, options, args.greedy_tokens, args.dtype, SENTENCES[: args.sentences]), "speed"

@@ -55,6 +55,14 @@ def test_mcts_trace_has_the_tree_and_path(client):
     assert result.stats["rollouts"] == 2 and result.params["granularity"] == "mini-32"
     assert result.tree is not None and result.tree.chosen_path[0] == 0
     assert [s.node_id for s in result.steps] == result.tree.chosen_path[1:]
+    assert result.params["refine"] is False  # the API's knobs default to the CLI's
+
+
+def test_the_api_takes_the_refine_and_senses_knobs(client):
+    _, trace = client.predict(text=SENTENCE, src="zh", tgt="en", strategy="mcts", rollouts=1, children=1,
+                              max_new_tokens=24, refine=True, senses=True, api_name="/translate")
+    params = TranslationResult.from_json(trace).params
+    assert params["refine"] is True and params["senses"] is True
 
 
 @pytest.mark.parametrize(("options", "message"), [

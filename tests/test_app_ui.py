@@ -14,6 +14,8 @@ import torch
 from app import main as app_main
 from app.ui import (OUTPUTS, WAITING, Cancelled, Job, Limits, Models, ResultFiles, Service, Settings, outputs,
                     swap_languages)
+from translator.strategies import DEFAULT_STRATEGY, TokenProgress
+from translator.strategies.mcts import MctsConfig
 from translator.api import MAX_INPUT_CHARS, Translator, make_request
 from translator.errors import InputError
 from translator.result import Alternative, TranslationResult
@@ -47,7 +49,8 @@ def test_settings_respect_the_launch_limits():
     assert Settings("cot", max_new_tokens=32).options(limits) == {"max_new_tokens": 32}
     mcts = Settings("mcts", "mini-32", 4, 2, True, "confidence", 64, 7).options(limits)
     assert mcts == {"granularity": "mini-32", "rollouts": 4, "children": 2, "reflection": True,
-                    "reward": "confidence", "max_new_tokens": 64, "seed": 7}
+                    "reward": "confidence", "max_new_tokens": 64, "seed": 7, "refine": False, "senses": False}
+    assert Settings("mcts", max_new_tokens=64, refine=True).options(limits)["refine"] is True
     with pytest.raises(InputError, match="rollouts are limited to 4"):
         Settings("mcts", rollouts=5, max_new_tokens=64).options(limits)
     with pytest.raises(InputError, match="max_new_tokens is limited to 64"):
@@ -78,20 +81,70 @@ def test_input_is_checked_before_queuing_for_the_model(service):
         service.start("躺平", "zh", "en", "other-model", Settings("cot"))
 
 
+class StopAtFirstReport(Job):
+    """Presses Stop from inside the first report, before the strategy can go on: deterministic, where
+    setting the event from the test thread would race the worker."""
+
+    def _report(self, event) -> None:
+        self.stop.set()
+        super()._report(event)
+
+
+def _stopped_job(service, settings: Settings) -> Job:
+    translator, lock = service.models.get(None)
+    strategy = translator.strategy(settings.strategy, **settings.options(service.limits))
+    return StopAtFirstReport(strategy, make_request(SENTENCE, "zh", "en"), lock)
+
+
 def test_job_streams_progress_and_stop_returns_the_best_so_far(service):
-    job, _ = service.start(SENTENCE, "zh", "en", None,
-                           Settings("mcts", "mini-32", rollouts=6, children=2, max_new_tokens=16))
-    events = []
-    for event in job.stream():
-        if isinstance(event, Progress) and not job.stop.is_set():
-            job.stop.set()  # as the Stop button does
-        if event is not None:
-            events.append(event)
+    job = _stopped_job(service, Settings("mcts", "mini-32", rollouts=6, children=2, max_new_tokens=16))
+    events = _drain(job)
     progress = [e for e in events if isinstance(e, Progress)]
     result = events[-1]
     assert isinstance(result, TranslationResult)
     assert progress and progress[0].budget == 6 and progress[0].done >= 1
-    assert 1 <= result.stats["rollouts"] < 6 and result.tree is not None
+    # Stopped at the first iteration's end: its rollouts (2 children of the root), not the budget of 6.
+    assert result.stats["rollouts"] == progress[0].done < 6 and result.tree is not None
+
+
+@pytest.mark.parametrize("strategy", ["direct", "cot"])
+def test_stop_works_for_the_greedy_strategies_too(service, strategy):
+    events = _drain(_stopped_job(service, Settings(strategy, max_new_tokens=32)))
+    tokens = [e for e in events if isinstance(e, TokenProgress)]
+    result = events[-1]
+    assert isinstance(result, TranslationResult) and result.stats["finish"] == "stopped"
+    assert result.tokens_generated == tokens[-1].tokens == 1  # stopped at its first token: what was there
+
+
+def test_tokens_stream_as_they_are_generated(service):
+    job, _ = service.start(SENTENCE, "zh", "en", None, Settings("direct", max_new_tokens=8))
+    events = _drain(job)
+    tokens = [e for e in events if isinstance(e, TokenProgress)]
+    result = events[-1]
+    assert tokens and tokens[-1].tokens == result.tokens_generated and tokens[-1].text == result.raw_output
+    assert [e.tokens for e in tokens] == sorted(e.tokens for e in tokens)  # merged reports keep their order
+
+
+def test_the_app_defaults_are_the_clis():
+    from translator.cli import build_parser
+    from translator.strategies import make_config
+
+    assert Settings().strategy == DEFAULT_STRATEGY == build_parser().parse_args([]).strategy
+    limits = Limits()
+    assert Settings().options(limits) == {"max_new_tokens": make_config(DEFAULT_STRATEGY).max_new_tokens}
+    assert Settings("mcts").options(limits)["rollouts"] == min(MctsConfig().rollouts, limits.max_rollouts)
+    with pytest.raises(InputError, match="max_new_tokens must be at least 1"):
+        Settings("cot", max_new_tokens=0).options(limits)
+
+
+def test_context_and_glossary_reach_the_request(service):
+    job, _ = service.start("我今天只想躺平。", "zh", "en", None, Settings("direct", max_new_tokens=4),
+                           context="a tweet on a Monday", glossary="躺平 = lie flat\n内卷 = rat race")
+    _drain(job)
+    assert job.request.context == "a tweet on a Monday"
+    assert [(e.source, e.target) for e in job.request.glossary] == [("躺平", "lie flat")]  # only terms in the text
+    with pytest.raises(InputError, match="glossary: line 1 is not"):
+        service.start("躺平", "zh", "en", None, Settings("direct"), glossary="just a word")
 
 
 def test_a_busy_model_makes_the_next_job_wait_and_stop_cancels_it(service):
@@ -143,8 +196,8 @@ def test_launcher_defaults_to_localhost_and_the_default_model():
 
 def test_translate_handler_streams_then_offers_the_alternatives(service, translator):
     request = SimpleNamespace(session_hash="session-1")
-    steps = service.translate_ui(SENTENCE, "zh", "en", "smollm2-135m", "mcts", "mini-32", 2, 2, False, "confidence",
-                                 16, 0, request)
+    steps = service.translate_ui(SENTENCE, "zh", "en", "smollm2-135m", "mcts", "mini-32", 2, 2, False, False,
+                                 False, "confidence", 16, 0, "", "", request)
     first = next(steps)
     # No visibility in the first update: Gradio 6.17 never shows again a component that got visible=False
     # while already hidden, and the alternatives start hidden.
@@ -167,5 +220,31 @@ def test_an_input_error_is_a_status_message(service):
     request = SimpleNamespace(session_hash="session-2")
     with pytest.warns(UserWarning, match="input is empty"):  # gr.Warning outside a request: a Python warning
         updates = list(service.translate_ui("  ", "zh", "en", "smollm2-135m", "cot", "step", 1, 1, False,
-                                            "confidence", 16, 0, request))
+                                            False, False, "confidence", 16, 0, "", "", request))
     assert len(updates) == 1 and "input is empty" in updates[0][OUTPUTS.index("status")]
+    # The last result does not stay on show beside the error.
+    assert updates[0][OUTPUTS.index("translation")] == ""
+    assert "mt-empty" in updates[0][OUTPUTS.index("path")] and "mt-empty" in updates[0][OUTPUTS.index("tree")]
+    assert updates[0][OUTPUTS.index("result_file")]["value"] is None
+
+
+def test_over_long_input_is_refused_not_cut(service):
+    request = SimpleNamespace(session_hash="session-3")
+    text = "躺" * (service.limits.max_input_chars + 1)
+    with pytest.warns(UserWarning, match="the limit here is"):
+        [update] = service.translate_ui(text, "zh", "en", "smollm2-135m", "direct", "step", 1, 1, False,
+                                        False, False, "confidence", 16, 0, "", "", request)
+    assert f"input is {len(text)} characters" in update[OUTPUTS.index("status")]
+
+
+def test_dictionary_notes_reach_the_prompt_and_the_panel(service, translator):
+    if translator.lexicon is None or translator.lexicon.cedict is None:
+        pytest.skip("CC-CEDICT package not installed")
+    request = SimpleNamespace(session_hash="session-hints")
+    *_, final = service.translate_ui("给大家安利一部剧，别再躺平了。", "zh", "en", "smollm2-135m", "direct", "step", 1, 1,
+                                     False, False, False, "confidence", 4, 0, "", "躺平 = lie flat", request)
+    panel = final[OUTPUTS.index("hints")]
+    assert "安利" in panel and "Amway" in panel
+    assert "躺平" not in panel  # the user's glossary term wins over the lexicon's note
+    result = TranslationResult.from_json(Path(final[OUTPUTS.index("result_file")]["value"]).read_text("utf-8"))
+    assert [h["term"] for h in result.hints] == ["安利"]

@@ -43,13 +43,25 @@ def backend(small_model):
 @pytest.fixture(scope="module")
 def mcts_result(backend) -> TranslationResult:
     result = Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="mcts", granularity="mini-32",
-                                                   rollouts=4, children=2, max_new_tokens=40)
+                                                   rollouts=4, children=2, max_new_tokens=40, thought_budget=0,
+                                                   fallback=False)
     return TranslationResult.from_json(result.to_json())  # the views must work on a loaded trace too
 
 
 @pytest.fixture(scope="module")
 def cot_result(backend) -> TranslationResult:
-    return Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="cot", max_new_tokens=24)
+    """One plain greedy pass (no thought budget): the shape most of these tests take apart."""
+    return Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="cot", max_new_tokens=24,
+                                                 thought_budget=0, fallback=False)
+
+
+def test_forced_answer_is_marked_as_injected(backend):
+    result = Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="cot", max_new_tokens=24,
+                                                   thought_budget=8)
+    page = views.path_html(result)
+    assert [s.kind for s in result.steps] == ["thought", "force", "answer"]
+    assert page.count('<li class="mt-step') == 3 and page.count("mt-step-reflection") == 1
+    assert "forced answer" in page and "injected, no score" in page
 
 
 def _classes(element: ET.Element) -> set[str]:
@@ -75,7 +87,11 @@ def test_path_lists_steps_in_order_with_figures(mcts_result):
     assert [int(i) for i in items] == mcts_result.tree.chosen_path[1:]
     for step in mcts_result.steps:
         assert f"visits {step.visits}" in page and f"value {step.value:.3f}" in page
+        if step.kind in views.INJECTED:
+            continue  # the forced answer's opening: injected, no score (checked below)
         assert f"background:{views.score_colour(step.confidence)}\">confidence {step.confidence:.2f}" in page
+    if any(step.kind == "force" for step in mcts_result.steps):
+        assert "forced answer" in page and "injected, no score" in page
 
 
 def test_path_repairs_characters_cut_between_steps(cot_result, mcts_result, backend):
@@ -213,10 +229,15 @@ def test_alternatives_follow_the_chosen_translation(mcts_result):
 
 def test_summary_warns_when_no_translation_was_parsed(mcts_result):
     result = copy.deepcopy(mcts_result)
-    result.translation, result.format_ok = "", False
+    result.translation, result.answered, result.format_ok = "", False, False
     assert "no translation could be read" in views.summary_html(result)
-    result.translation = "Tired."
-    assert "did not close its &lt;Output&gt; block" in views.summary_html(result)
+    assert "no answer" in views.summary_html(result)
+    result.translation, result.answered = "Tired.", True
+    leaf = result.tree.node(result.tree.chosen_path[-1])
+    leaf.truncated = False  # ended at end-of-sequence without </Output>: answered, nothing to warn about
+    assert "answered" in views.summary_html(result) and "mt-warn" not in views.summary_html(result)
+    leaf.truncated = True  # cut by the token budget: the translation may be incomplete
+    assert "cut off by the token limit before its &lt;Output&gt; block closed" in views.summary_html(result)
     assert "stopped" not in views.summary_html(result, stopped=True)  # the whole budget ran anyway
     result.stats = {**result.stats, "rollouts": 2}
     assert "2/4 rollouts (stopped: best so far)" in views.summary_html(result, stopped=True)
@@ -224,3 +245,28 @@ def test_summary_warns_when_no_translation_was_parsed(mcts_result):
     assert "mt-warn" not in views.summary_html(result)
     result.reward = {"name": "confidence", "value": 0.0, "details": {"reason": "no translation: reward 0"}}
     assert "reward confidence 0.000 (no translation: reward 0)" in views.summary_html(result)
+
+
+def test_summary_warns_of_a_source_in_the_wrong_script_and_of_the_fallback(cot_result):
+    result = copy.deepcopy(cot_result)
+    assert "check the direction" not in views.summary_html(result)
+    result.src_lang = "en"  # Chinese text sent from English: the pickers were left the other way round
+    assert "the source looks like Chinese, but the source language is English" in views.summary_html(result)
+    result.stats = {**result.stats, "fallback": "direct"}
+    assert "the reasoning reached no translation: this is the direct translation" in views.summary_html(result)
+
+
+def test_the_notes_panel_says_why_a_translation_got_none():
+    assert "No dictionary notes for this text" in views.hints_html([])
+    why = "Dictionary notes are given for Chinese sources only (--lexicon auto)."
+    assert views.hints_html([], why) == f'<div class="mt-empty">{why}</div>'
+    from app.ui import _why_no_notes
+    from translator.lexicon import load_lexicon
+
+    class _Translator:
+        def __init__(self, lexicon):
+            self.lexicon = lexicon
+
+    auto = _Translator(load_lexicon(sources=("zh",), cedict=False))
+    assert "Chinese sources only" in _why_no_notes(auto, "en") and _why_no_notes(auto, "zh") == ""
+    assert "off on this server" in _why_no_notes(_Translator(None), "zh")

@@ -6,6 +6,8 @@ import torch
 from translator.actions import Chunking
 from translator.backends.base import GenRequest, Sampling
 from translator.backends.transformers_backend import TransformersBackend
+from backend_checks import (check_a_shared_prompt_head_is_run_once, check_an_answer_ban_changes_the_pick_not_the_log_probs,
+                            check_no_prefix_is_encoded_twice)
 
 PROMPT_TEXT = "Write one sentence about the sea."
 TOL = 1e-4  # float32 on CPU: batched (left-padded) vs single-row logits differ by ~1e-5
@@ -60,15 +62,15 @@ def test_batched_and_unbatched_and_uncached_agree(small_model, prompt):
 
 def test_no_prefix_is_encoded_twice(small_model, prompt):
     backend = TransformersBackend(small_model)
-    root = backend.start(prompt)
-    first = backend.generate([GenRequest(root, 16, Sampling(0.9), seed=s, chunking=Chunking("mini-32")) for s in range(3)])
-    prompt_len = len(root.tokens)
-    assert backend.stats.forwarded_tokens == prompt_len + sum(len(c.tokens) - 1 for c in first)
-    before = backend.stats.forwarded_tokens
-    backend.generate([GenRequest(c.chunks[-1].state, 8, Sampling(0.9), seed=9) for c in first])
-    # Continuing each child runs only its one pending token plus the new ones.
-    assert backend.stats.forwarded_tokens - before == 3 * (1 + 7)
-    assert backend.stats.recomputed_tokens == 0
+    check_no_prefix_is_encoded_twice(backend, prompt)
+
+
+def test_an_answer_ban_changes_the_pick_not_the_log_probs(small_model, prompt):
+    check_an_answer_ban_changes_the_pick_not_the_log_probs(TransformersBackend(small_model), prompt)
+
+
+def test_a_shared_prompt_head_is_run_once(small_model):
+    check_a_shared_prompt_head_is_run_once(TransformersBackend(small_model), lambda: TransformersBackend(small_model))
 
 
 def test_uncached_backend_counts_recomputation(small_model, prompt):

@@ -22,7 +22,7 @@ import pytest
 from translator.batch import main
 from translator.batch_formats import FormatOptions, one_line, read_document
 from translator.batch_glossary import Glossary
-from translator.batch_journal import Journal
+from translator.batch_journal import Journal, RunSettings, code_version
 from translator.batch_run import NO_ANSWER
 from translator.errors import InputError
 from translator.prompt import GlossaryEntry
@@ -210,7 +210,7 @@ def test_bad_inputs_are_usage_errors_that_leave_nothing(tmp_path: Path, capsys, 
 
 def test_a_journal_from_other_settings_is_refused(tmp_path: Path, capsys) -> None:
     src, out = _write(tmp_path / "in.txt", "你好\n".encode()), tmp_path / "out.txt"
-    journal = Journal(tmp_path / "out.txt.partial.jsonl", {"strategy": "cot"}, 8)
+    journal = Journal(tmp_path / "out.txt.partial.jsonl", RunSettings({"strategy": "cot"}, 8))
     journal.append([{"index": 0, "key": "k", "record": {}}])
     journal.close()
     assert batch(src, "-o", out) == 2
@@ -223,6 +223,24 @@ def test_exit_codes_of_the_real_process(tmp_path: Path) -> None:
     binary = _write(tmp_path / "in.bin", b"\x00\x01")
     proc = run_cli(binary)
     assert proc.wait(timeout=120) == 2 and "binary" in proc.stderr.read()
+
+
+def test_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    src = _write(tmp_path / "in.txt", "你好\n我爱你\n".encode())
+    proc = run_cli(src, "--journal", tmp_path / "run.partial.jsonl")
+    proc.stdout.close()  # as `| head -0` would: the reader is gone before the output is written
+    err = proc.stderr.read()
+    assert proc.wait(timeout=300) == 141 and "Traceback" not in err and "Broken pipe" not in err, err
+
+
+def test_numeric_options_below_one_are_refused(tmp_path: Path, capsys) -> None:
+    src, out = _write(tmp_path / "in.txt", "你好\n".encode()), tmp_path / "out.txt"
+    with pytest.raises(SystemExit):  # argparse's own refusal, exit code 2
+        main([str(src), "-o", str(out), *MODEL, "--batch-size", "0", "--quiet"])
+    assert "must be at least 1" in capsys.readouterr().err
+    assert main([str(src), "-o", str(out), *MODEL, "--max-new-tokens", "0", "--quiet"]) == 2
+    assert "max_new_tokens must be at least 1" in capsys.readouterr().err
+    assert not out.exists()
 
 
 # --- dedup, cache, glossary ----------------------------------------------------------------------------
@@ -271,25 +289,21 @@ def test_glossary_terms_match_whole_latin_words_and_any_cjk() -> None:
 
 def test_a_torn_last_journal_line_is_dropped_and_appends_follow_whole_lines(tmp_path: Path) -> None:
     path = tmp_path / "j.jsonl"
-    journal = Journal(path, {"a": 1}, 1)
+    journal = Journal(path, RunSettings({"a": 1}, 1))
     journal.append([{"index": 0, "key": "k0", "record": {}}, {"index": 1, "key": "k1", "record": {}}])
     journal.close()
     with open(path, "ab") as f:
         f.write(b'{"index": 2, "key": "k2", "rec')
-    again = Journal(path, {"a": 1}, 1)
+    again = Journal(path, RunSettings({"a": 1}, 1))
     assert sorted(again.load()) == [0, 1]
     again.append([{"index": 3, "key": "k3", "record": {}}])
     again.close()
-    assert sorted(Journal(path, {"a": 1}, 1).load()) == [0, 1, 3]
+    assert sorted(Journal(path, RunSettings({"a": 1}, 1)).load()) == [0, 1, 3]
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Path, spy, monkeypatch,
-                                                                    capsys) -> None:
-    """Batched bf16 decoding can pick other tokens at another batch size, so mixing sizes would not give
-    the output an uninterrupted run gives; the size only matters to strategies that batch segments."""
-    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
-    src.write_text("你好\n谢谢\n再见\n", encoding="utf-8")
+def _interrupt_the_second_batch(spy: list[list], monkeypatch):
+    """Ctrl-C as the direct strategy starts its second batch; returns the spied decoder, to restore."""
     decode = Direct.translate  # the spy
 
     def interrupt_the_second_batch(self, requests, hooks=None):
@@ -298,6 +312,16 @@ def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Pa
         return decode(self, requests, hooks)
 
     monkeypatch.setattr(Direct, "translate", interrupt_the_second_batch)
+    return decode
+
+
+def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Path, spy, monkeypatch,
+                                                                    capsys) -> None:
+    """Batched bf16 decoding can pick other tokens at another batch size, so mixing sizes would not give
+    the output an uninterrupted run gives; the size only matters to strategies that batch segments."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("你好\n谢谢\n再见\n", encoding="utf-8")
+    decode = _interrupt_the_second_batch(spy, monkeypatch)
     assert batch(src, "-o", out, "--batch-size", "2") == 130
     monkeypatch.setattr(Direct, "translate", decode)
     journal = tmp_path / "out.txt.partial.jsonl"
@@ -313,11 +337,49 @@ def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Pa
     assert (chunk_size("direct", 16), chunk_size("cot", 16), chunk_size("mcts", 16)) == (16, 16, 1)
 
 
-def test_journals_that_predate_the_recorded_batch_size_resume_at_any(tmp_path: Path) -> None:
-    path = tmp_path / "j.jsonl"
-    header = {"journal": "marco-translate batch journal", "version": 1, "settings": {"a": 1}}
-    path.write_text(json.dumps(header) + "\n" + json.dumps({"index": 0, "key": "k", "record": {}}) + "\n")
-    assert sorted(Journal(path, {"a": 1}, 16).load()) == [0]
+def test_a_journal_written_by_other_code_is_refused_naming_both_versions(tmp_path: Path, spy, monkeypatch,
+                                                                         capsys) -> None:
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text("你好\n谢谢\n", encoding="utf-8")
+    decode = _interrupt_the_second_batch(spy, monkeypatch)
+    assert batch(src, "-o", out, "--batch-size", "1") == 130
+    monkeypatch.setattr(Direct, "translate", decode)
+    journal = tmp_path / "out.txt.partial.jsonl"
+    header = json.loads(journal.read_bytes().splitlines()[0])
+    assert header["code"] == code_version() and header["code"].startswith(header["code"].split("+")[0] + "+src.")
+    saved = journal.read_bytes().replace(code_version().encode(), b"0.0.1+src.000000000000")
+    journal.write_bytes(saved)
+    capsys.readouterr()
+    assert batch(src, "-o", out, "--batch-size", "1") == 2
+    err = capsys.readouterr().err
+    assert f"written by other code (code '0.0.1+src.000000000000' -> '{code_version()}')" in err
+    assert err.count("\n") == 1 and journal.read_bytes() == saved and not out.exists()
+
+    old = {"journal": "marco-translate batch journal", "version": 1, "settings": header["settings"]}
+    journal.write_text(json.dumps(old) + "\n", encoding="utf-8")  # the first format: no code version
+    assert batch(src, "-o", out, "--batch-size", "1") == 2
+    assert "written by an older marco-translate (journal format 1" in capsys.readouterr().err
+
+
+def test_the_code_version_follows_the_translator_sources(tmp_path: Path, monkeypatch) -> None:
+    import shutil
+
+    import translator
+    from translator import batch_journal
+
+    real = code_version()
+    copy = tmp_path / "translator"
+    shutil.copytree(Path(translator.__file__).parent, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(batch_journal, "__file__", str(copy / "batch_journal.py"))
+    batch_journal.code_version.cache_clear()
+    try:
+        same = batch_journal.code_version()
+        (copy / "prompt.py").write_text((copy / "prompt.py").read_text() + "\n# edited\n")
+        batch_journal.code_version.cache_clear()
+        edited = batch_journal.code_version()
+    finally:
+        batch_journal.code_version.cache_clear()
+    assert same == real and edited != same and edited.split("+")[0] == same.split("+")[0]
 
 
 def _entries(journal: Path) -> int:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from statistics import fmean
 
@@ -62,7 +64,9 @@ def test_report_has_a_row_per_strategy_with_bootstrap(done: Path) -> None:
     (dataset,) = report["datasets"]
     assert dataset["data"] == DATA and dataset["n_segments"] == 3 and dataset["plot"] == "slang_zh-en/plot.png"
     rows = dataset["strategies"]
-    assert [r["label"] for r in rows] == LABELS and [r["new_segments"] for r in rows] == [3, 3, 3]
+    # the mcts row, then what the other --select rules return from the same trees
+    assert [r["label"] for r in rows] == LABELS + [f"{LABELS[2]} -> select={rule}" for rule in ("reward", "mbr")]
+    assert [r["new_segments"] for r in rows] == [3, 3, 3, 0, 0]
     for i, row in enumerate(rows):
         assert "not requested" in row["metrics"]["comet"]["skipped"]
         for name in SCORED:
@@ -80,15 +84,29 @@ def test_figures_equal_a_recomputation_from_the_jsonl(done: Path) -> None:
     report = json.loads((done / "report.json").read_text(encoding="utf-8"))
     for row in report["datasets"][0]["strategies"]:
         header, entries = journal(done / row["file"])
-        assert header["settings"]["label"] == row["label"] and header["settings"]["options"] == row["params"]
-        results = [TranslationResult.from_dict(e["result"]) for e in sorted(entries, key=lambda e: e["index"])]
+        label, _, rule = row["label"].partition(" -> select=")
+        assert header["settings"]["label"] == label
+        assert header["settings"]["options"] == ({**row["params"], "select": "visits"} if rule else row["params"])
+        results = [TranslationResult.from_dict(e["record"]["result"])
+                   for e in sorted(entries, key=lambda e: e["index"])]
+        if rule:  # scored on what that rule picks from the same trees
+            picks = [r.stats["selections"][rule] for r in results]
+            results = [replace(r, translation=t, answered=bool(t.strip())) for r, t in zip(results, picks)]
         expected = score([r.translation for r in results], testset.references(), testset.sources, "en", SCORED)
         for name in SCORED:  # sacrebleu's exactly; the embedding model's up to float32 noise across thread counts
             assert row["metrics"][name]["score"] == pytest.approx(expected[name].score, rel=1e-6, abs=1e-12)
             assert row["metrics"][name]["signature"] == expected[name].signature
         assert row["tokens_per_segment"] == pytest.approx(fmean(r.tokens_generated for r in results))
         assert row["seconds_per_segment"] == pytest.approx(fmean(r.wall_time_s for r in results))
-        assert row["format_ok_rate"] == pytest.approx(fmean(r.format_ok for r in results))
+        assert row["answered_rate"] == pytest.approx(fmean(r.answered for r in results))
+        assert row["fallback_rate"] == pytest.approx(fmean("fallback" in r.stats for r in results))
+        assert row["hinted_rate"] == pytest.approx(fmean(bool(r.hints) for r in results))
+        assert row["untranslated_rate"] == pytest.approx(fmean(bool(re.search("[\u3000-\u9fff]", r.translation))
+                                                               for r in results))  # zh->en: Chinese left
+        if row["strategy"] == "direct":  # asked for no format: closure is not reported
+            assert row["format_ok_rate"] is None
+        else:
+            assert row["format_ok_rate"] == pytest.approx(fmean(r.format_ok for r in results))
     assert results[0].tree is not None and results[0].steps  # the mcts trace is kept whole
 
 
@@ -103,7 +121,7 @@ def test_rerun_translates_nothing_and_a_torn_line_is_redone(done: Path, tmp_path
     assert {f: f.read_bytes() for f in files} == before
     assert again.stderr.count("(0 new)") == 3 and "%|" not in again.stderr  # no progress bar: nothing decoded
     rows = json.loads((out / "report.json").read_text(encoding="utf-8"))["datasets"][0]["strategies"]
-    assert [r["new_segments"] for r in rows] == [0, 0, 0]
+    assert [r["new_segments"] for r in rows] == [0, 0, 0, 0, 0]  # the two --select rule rows decode nothing
 
     torn = out / "slang_zh-en" / "direct_max_new_tokens=24.jsonl"
     data = before[torn]
@@ -112,7 +130,7 @@ def test_rerun_translates_nothing_and_a_torn_line_is_redone(done: Path, tmp_path
     redo = run_bench(out, "--dtype", "fp32")
     assert redo.returncode == 0, redo.stderr
     rows = json.loads((out / "report.json").read_text(encoding="utf-8"))["datasets"][0]["strategies"]
-    assert [r["new_segments"] for r in rows] == [1, 0, 0]
+    assert [r["new_segments"] for r in rows] == [1, 0, 0, 0, 0]
     after = torn.read_bytes()
     assert after.startswith(data[:last_start]) and after.count(b"\n") == data.count(b"\n")
     assert json.loads(after[last_start:])["index"] == 2
@@ -161,35 +179,44 @@ def test_options_take_their_config_types() -> None:
 
 
 class _FakeStrategy:
-    """One segment per call, instantly; "Ctrl-C'd" during call number ``interrupt_on``."""
+    """Instant results; "Ctrl-C'd" during call number ``interrupt_on``; a model error on any call that
+    includes the source ``broken``."""
 
     batches_segments = False
 
-    def __init__(self, interrupt_on: int | None) -> None:
+    def __init__(self, interrupt_on: int | None, broken: str | None = None) -> None:
         self.interrupt_on = interrupt_on
-        self.calls = 0
+        self.broken = broken
+        self.calls: list[list[str]] = []
 
     def translate(self, requests, hooks=None):
-        self.calls += 1
-        if self.calls == self.interrupt_on:
+        self.calls.append([r.text for r in requests])
+        if len(self.calls) == self.interrupt_on:
             raise KeyboardInterrupt
+        if any(r.text == self.broken for r in requests):
+            raise RuntimeError("CUDA error: device-side assert triggered")
         return [TranslationResult(source=r.text, src_lang="zh", tgt_lang="en", translation="It is fine.",
                                   thought="", raw_output="It is fine.", strategy="mcts", model="fake", params={},
                                   tokens_generated=5, wall_time_s=0.1, format_ok=True, confidence=None)
                 for r in requests]
 
 
-def test_ctrl_c_keeps_finished_segments_and_a_rerun_finishes(tmp_path, monkeypatch, capsys) -> None:
-    interrupt_on: list[int | None] = [2]
+def fake_translator(monkeypatch, make_strategy) -> None:
+    """The bench's translator, loading nothing; every strategy it is asked for is ``make_strategy()``."""
 
     class FakeTranslator:
         def __init__(self, model, **_):
             pass
 
         def strategy(self, name, **options):
-            return _FakeStrategy(interrupt_on[0])
+            return make_strategy()
 
-    monkeypatch.setattr(bench, "Translator", FakeTranslator)
+    monkeypatch.setattr(bench, "build_translator", lambda args, **_: FakeTranslator(args.model))
+
+
+def test_ctrl_c_keeps_finished_segments_and_a_rerun_finishes(tmp_path, monkeypatch, capsys) -> None:
+    interrupt_on: list[int | None] = [2]
+    fake_translator(monkeypatch, lambda: _FakeStrategy(interrupt_on[0]))
     args = ["bench", "--data", DATA, "--limit", "3", "--strategies", "mcts:rollouts=2", "--model", "fake",
             "--out", str(tmp_path)]
     assert main(args) == 130
@@ -201,3 +228,80 @@ def test_ctrl_c_keeps_finished_segments_and_a_rerun_finishes(tmp_path, monkeypat
     assert main(args) == 0
     assert "3 segments (2 new)" in capsys.readouterr().err
     assert "No paired bootstrap: it needs at least two strategies." in (tmp_path / "report.md").read_text("utf-8")
+
+
+def test_a_model_error_fails_one_segment_the_bench_goes_on_and_a_rerun_retries_it(tmp_path, monkeypatch,
+                                                                                  capsys) -> None:
+    """The benchmark runs through the batch runner: a batch that raises is retried one segment at a time,
+    the one that still raises is marked (report, stderr, exit code 1) and not journaled, so a rerun of the
+    same command decodes it and nothing else."""
+    broken = load_testset(DATA, limit=3).items[1].src
+    strategies: list[_FakeStrategy] = []
+
+    def make() -> _FakeStrategy:
+        strategies.append(_FakeStrategy(None, broken if not strategies else None))  # the first breaks
+        return strategies[-1]
+
+    fake_translator(monkeypatch, make)
+    args = ["bench", "--data", DATA, "--limit", "3", "--strategies", "direct,cot", "--batch-size", "3",
+            "--model", "fake", "--out", str(tmp_path)]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "direct: 3 segments (3 new, 1 failed); cot: 3 segments (3 new)" in err
+    assert "direct on slang:zh-en, segment 2 failed: model error: RuntimeError: CUDA error" in err
+    calls = strategies[0].calls
+    assert len(calls) == 4 and len(calls[0]) == 3 and [len(c) for c in calls[1:]] == [1, 1, 1]  # batch, then 1 by 1
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    direct, cot = report["datasets"][0]["strategies"]
+    assert direct["failed"] == [{"segment": 2, "error": "model error: RuntimeError: CUDA error: device-side assert "
+                                                        "triggered"}]
+    assert cot["failed"] == [] and direct["models"] == ["fake"]
+    assert "`direct`: 1 segment(s) failed" in (tmp_path / "report.md").read_text(encoding="utf-8")
+    _, entries = journal(tmp_path / "slang_zh-en" / "direct.jsonl")
+    assert sorted(e["index"] for e in entries) == [0, 2]
+
+    assert main(args) == 0  # the model works again: only the first strategy made breaks
+    assert "direct: 3 segments (1 new); cot: 3 segments (0 new)" in capsys.readouterr().err
+    assert strategies[-1].calls == [[broken]]
+    report = json.loads((tmp_path / "report.json").read_text(encoding="utf-8"))
+    assert [row["failed"] for row in report["datasets"][0]["strategies"]] == [[], []]
+
+
+def test_the_journals_of_the_first_format_in_eval_results_are_reported_again(tmp_path, monkeypatch,
+                                                                              capsys) -> None:
+    """``eval/results/`` keeps journals from before the code version was recorded: complete, they report
+    again without a model (nothing is resumed under other code); cut short, they are refused."""
+    saved = REPO / "eval" / "results" / "bench-qwen2.5-coder-1.5b-slang-zh-en"
+    before = json.loads((saved / "report.json").read_text(encoding="utf-8"))
+    out = tmp_path / "bench"
+    shutil.copytree(saved, out)
+
+    class NoModel:
+        def __init__(self, *args, **kwargs):
+            raise AssertionError("nothing should be decoded")
+
+    monkeypatch.setattr(bench, "build_translator", NoModel)
+    command = before["command"].split()
+    # Those runs used what were then the only engine, no lexicon and the confidence reward (the mcts default
+    # then): today all three must be asked for, and the mcts journal goes under its new label.
+    labels = {}
+    for row in before["datasets"][0]["strategies"]:
+        labels[row["label"]] = row["label"] + (",reward=confidence" if row["strategy"] == "mcts" else "")
+        (out / "slang_zh-en" / f"{bench.slug(row['label'])}.jsonl").rename(
+            out / "slang_zh-en" / f"{bench.slug(labels[row['label']])}.jsonl")
+    command = [*command[1:command.index("--out")], "--backend", "transformers", "--lexicon", "off"]
+    command[command.index("--strategies") + 1] = ",".join(labels.values())
+    assert main([*command, "--out", str(out)]) == 0
+    after = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    for old, new in zip(before["datasets"][0]["strategies"], after["datasets"][0]["strategies"], strict=True):
+        assert (new["label"], new["params"], new["n_segments"], new["new_segments"]) == (
+            labels[old["label"]], old["params"], old["n_segments"], 0)
+        for name in ("bleu", "chrf"):
+            assert new["metrics"][name]["score"] == old["metrics"][name]["score"]
+
+    cut = out / "slang_zh-en" / "direct.jsonl"
+    cut.write_text("\n".join(cut.read_text(encoding="utf-8").splitlines()[:-1]) + "\n", encoding="utf-8")
+    capsys.readouterr()
+    assert main([*command, "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "direct on slang:zh-en: journal" in err and "holds only 29 of the 30 segments" in err

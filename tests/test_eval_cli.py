@@ -111,3 +111,37 @@ def test_sacrebleu_metrics_start_without_torch_or_comet(files) -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
                             env={**os.environ, "PYTHONPATH": str(REPO)})
     assert result.returncode == 0, result.stderr
+
+
+def test_score_without_references_refuses_unless_only_reference_free_metrics(files, capsys, monkeypatch) -> None:
+    assert main(["score", "--hyp", str(files["hyp"]), "--tgt", "en"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("marco-eval: error: no --ref given, and bleu, chrf, ter need references")
+    assert len(err.strip().splitlines()) == 1
+    # COMET with a QE model needs no reference: asked alone, it runs (here: skipped, no checkpoint offline).
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert main(["score", "--hyp", str(files["hyp"]), "--src", str(files["src"]), "--tgt", "en", "--metrics", "comet",
+                 "--comet-model", "no-such-org/no-such-kiwi"]) == 0
+    assert capsys.readouterr().out.startswith("COMET skipped: ")
+
+
+def test_bench_refuses_bad_options_before_importing_torch(tmp_path) -> None:
+    code = (
+        "import sys; from eval.cli import main; "
+        f"rc = main(['bench', '--data', 'slang:zh-en', '--strategies', 'cot:max_new_tokens=0', '--out', {str(tmp_path)!r}]); "
+        "assert rc == 2 and 'torch' not in sys.modules, (rc, 'torch' in sys.modules)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert result.returncode == 0, result.stderr
+    assert "max_new_tokens must be at least 1" in result.stderr and not any(tmp_path.iterdir())
+
+
+def test_a_closed_pipe_ends_quietly(files) -> None:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "eval", "score", "--hyp", str(files["hyp"]), "--ref",
+                             str(files["ref_a"]), "--tgt", "en", "--segments"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    proc.stdout.close()  # as `| head -0` would
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err

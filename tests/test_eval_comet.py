@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eval.metrics.comet_metric import load_model
 from eval.metrics.semsim import minilm_dir
 from eval.scoring import score
+from translator.comet import load_model
 
 SRCS = ["这双鞋穿起来有一种踩屎感。", "他又把我鸽了。", "我们公司内卷太严重了。"]
 HYPS = ["These shoes feel like stepping on poop.", "He stood me up again.", "My company is very competitive."]
@@ -124,3 +124,17 @@ def test_unavailable_model_offline_is_skipped_with_reason() -> None:
 def test_bad_local_model_folder_is_skipped_with_reason(tmp_path: Path) -> None:
     reason = comet([REF_A], model=tmp_path)["comet"].skipped
     assert reason == f"{tmp_path} is not a COMET model directory (no checkpoints/model.ckpt)"
+
+
+def test_the_comet_qe_reward_scores_as_the_metric_does(kiwi_dir: Path, comet_dir: Path) -> None:
+    """The search's reward and the evaluator share one loader and one scoring call (``translator.comet``)."""
+    from translator.api import make_request
+    from translator.errors import InputError
+    from translator.rewards import CometQEReward, RolloutPath
+
+    paths = [RolloutPath(make_request(s, "zh", "en"), [], h, h) for s, h in zip(SRCS, HYPS)]
+    values = CometQEReward(CometQEReward.Config(comet_model=str(kiwi_dir))).score(paths)
+    assert [v.value for v in values] == pytest.approx(comet([], model=kiwi_dir)["comet"].segments)
+    assert values[0].details == {"model": str(kiwi_dir)}
+    with pytest.raises(InputError, match="needs a reference-free"):
+        CometQEReward(CometQEReward.Config(comet_model=str(comet_dir)))

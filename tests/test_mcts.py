@@ -10,7 +10,8 @@ from translator.api import Translator, make_request
 from translator.backends.transformers_backend import TransformersBackend
 from translator.result import TranslationResult
 from translator.strategies import Hooks
-from translator.strategies.mcts import REFLECTION, Mcts, MctsConfig, _Search
+from translator.prompt import Hint
+from translator.strategies.mcts import REFINE, REFLECTION, SENSE, Mcts, MctsConfig, _Search
 
 TEXT = "我今天太累了，只想躺平。"
 SMALL = dict(rollouts=6, children=3, max_new_tokens=72, seed=5)
@@ -27,7 +28,7 @@ def _search(translator, **options):
 
 @pytest.fixture()
 def mini32(translator):
-    return _search(translator, granularity="mini-32")
+    return _search(translator, granularity="mini-32", reward="confidence")
 
 
 def test_reward_equals_recomputation_from_logprobs(mini32):
@@ -43,13 +44,26 @@ def test_reward_equals_recomputation_from_logprobs(mini32):
     assert leaf.rewards[0] == pytest.approx(mini32.reward["value"], rel=1e-9)
 
 
+def _cut_by_thought_budget(tree, node, budget: int) -> bool:
+    """The thought budget cut this node, wherever its action was: the path reaches the budget exactly here
+    (then the answer is forced, or goes on from a thought that had just closed)."""
+    total, current = 0, node
+    while current is not None:
+        total += current.n_tokens
+        current = tree.node(current.parent) if current.parent is not None else None
+    return [tree.node(c).kind for c in node.children] == ["force"] or total == budget
+
+
 def test_mini_step_nodes_hold_exact_token_counts(mini32):
-    for node in mini32.tree.nodes[1:]:
+    tree = mini32.tree
+    actions = [n for n in tree.nodes[1:] if n.kind != "force"]
+    assert any(not n.terminal and n.n_tokens == 32 for n in actions)
+    for node in actions:
         assert node.kind == "mini-32"
-        if not node.terminal:
-            assert node.n_tokens == 32
-        else:
+        if node.terminal or _cut_by_thought_budget(tree, node, mini32.params["thought_budget"]):
             assert 0 <= node.n_tokens <= 32
+        else:
+            assert node.n_tokens == 32
 
 
 def test_visits_add_up(mini32):
@@ -86,9 +100,20 @@ def test_same_seed_same_tree(translator):
 
 def test_step_granularity_cuts_at_line_ends(translator):
     result = _search(translator, granularity="step", rollouts=3)
-    for node in result.tree.nodes[1:]:
-        if not node.terminal and node.n_tokens < 192:
-            assert node.text.endswith("\n") or node.text.rstrip().lower().endswith(("</thought>", "</output>")), node.text
+    cut = [node for node in result.tree.nodes[1:] if not node.terminal and node.n_tokens < 192
+           and node.kind != "force"
+           and not _cut_by_thought_budget(result.tree, node, result.params["thought_budget"])]
+    assert cut, "no step ended before its path did, so nothing here was checked"
+    for node in cut:
+        assert node.text.endswith("\n") or node.text.rstrip().lower().endswith(("</thought>", "</output>")), node.text
+
+
+def _tagged_prompt(backend) -> str:
+    """A prompt under which the 135M model writes the Thought/Output tags (it does not follow the format by
+    itself), for the tests of what the search does where a thought or an Output ends."""
+    return backend.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Repeat this text exactly:\nIt means hello.</Thought>\n<Output>Hello</Output>"}],
+        tokenize=False, add_generation_prompt=True)
 
 
 def test_reflection_on_and_off(small_backend):
@@ -96,11 +121,7 @@ def test_reflection_on_and_off(small_backend):
 
     The 135M model does not follow the Thought/Output format by itself, so this search starts from a
     prompt that makes it write the tags (the search machinery is the real one)."""
-    tok = small_backend.tokenizer
-    prompt = tok.apply_chat_template(
-        [{"role": "user", "content": "Repeat this text exactly:\nIt means hello.</Thought>\n<Output>Hello</Output>"}],
-        tokenize=False, add_generation_prompt=True)
-    request = make_request("你好", "zh", "en")
+    prompt, request = _tagged_prompt(small_backend), make_request("你好", "zh", "en")
 
     def search(reflection: bool):
         config = MctsConfig(granularity="step", rollouts=3, children=3, max_new_tokens=60, reflection=reflection, seed=1)
@@ -118,6 +139,78 @@ def test_reflection_on_and_off(small_backend):
         below = [n for n in on.tree.nodes if n.parent == node.id]
         assert all(not n.kind == "reflection" for n in below)  # one reflection per path
     assert on.tree.node(0).visits == 3
+
+
+def test_refine_reopens_each_finished_draft_once(small_backend):
+    """With ``refine``, a path whose Output closed with a translation gets the revision text injected and
+    goes on to a new answer; the draft takes no other child, and no path is refined twice. Same prompt trick
+    as above, so the 135M model closes its Output."""
+    prompt, request = _tagged_prompt(small_backend), make_request("你好", "zh", "en")
+
+    def search(refine: bool):
+        config = MctsConfig(granularity="step", rollouts=3, children=2, max_new_tokens=160, thought_budget=40,
+                            refine=refine, seed=1)
+        return _Search(Mcts(small_backend, config), request, Hooks(), prompt).run()
+
+    off, on = search(False), search(True)
+    assert off.stats["refines"] == 0 and not any(n.kind == "refine" for n in off.tree.nodes)
+    refines = [n for n in on.tree.nodes if n.kind == "refine"]
+    assert refines and on.stats["refines"] == len(refines)
+    for node in refines:
+        assert node.text == REFINE and node.confidence is None  # injected, not sampled
+        draft = on.tree.node(node.parent)
+        assert re.search(r"</output>", draft.text, re.IGNORECASE) and not draft.terminal
+        assert draft.children == [node.id]  # only the revision follows a draft
+        below, stack = [], list(node.children)
+        while stack:
+            below.append(on.tree.node(stack.pop()))
+            stack.extend(below[-1].children)
+        assert below and not any(n.kind == "refine" for n in below)  # once per path
+        assert any(n.terminal for n in below)  # the revision reaches an end
+    assert on.tree.node(0).visits == 3
+    assert on.translation  # a revision left empty would leave the draft standing
+
+
+def test_senses_branch_the_root_on_the_meaning_of_a_noted_term(small_backend):
+    """With ``senses``, each child of the root starts its thought with another sense of the first noted term
+    with several (in turn); the search below it is the usual one. Without a term of several senses, or with
+    the option off, the root's children are sampled."""
+    from dataclasses import replace as with_
+
+    hints = (Hint("你好", ("hello",), "test"), Hint("安利", ("to recommend", "Amway"), "test"))
+    request = with_(make_request("给你安利一部剧。", "zh", "en"), hints=hints)
+
+    def search(senses: bool, req=request):
+        config = MctsConfig(granularity="mini-32", rollouts=3, children=3, max_new_tokens=40, senses=senses, seed=1)
+        return Mcts(small_backend, config).translate([req])[0]
+
+    on = search(True)
+    root = on.tree.node(0)
+    firsts = [on.tree.node(c) for c in root.children]
+    assert [n.kind for n in firsts] == ["sense"] * 3 and on.stats["senses"] == 3
+    in_turn = ("to recommend", "Amway", "to recommend")
+    assert [n.text for n in firsts] == [SENSE.format(term="安利", sense=s) for s in in_turn]
+    assert all(n.confidence is None and n.children for n in firsts)  # injected; the rollout goes on below
+    assert not any(n.kind == "sense" for n in on.tree.nodes if n.parent not in (None, 0))  # only at the root
+    for off in (search(False), search(True, with_(request, hints=hints[:1]))):
+        assert off.stats["senses"] == 0 and not any(n.kind == "sense" for n in off.tree.nodes)
+
+
+def test_each_selection_rule_is_recorded_as_it_would_have_chosen(small_backend):
+    """``stats.selections`` holds what every ``--select`` rule returns from the same tree: a search run
+    with that rule (same seed, so the same tree) returns exactly it."""
+    from translator.selection import SELECT_RULES
+
+    options = dict(granularity="mini-32", rollouts=4, children=2, max_new_tokens=40, seed=3)
+    request = make_request(TEXT, "zh", "en")
+    # The direct candidate joins the reward and mbr rules (visits refuses it: the tree never visits it).
+    runs = {rule: Mcts(small_backend, MctsConfig(select=rule, select_with_direct=rule != "visits", **options))
+            .translate([request])[0] for rule in SELECT_RULES}
+    recorded = runs["mbr"].stats["selections"]
+    assert set(recorded) == set(SELECT_RULES)
+    assert runs["reward"].stats["selections"] == recorded  # one tree, whichever rule picks from it
+    for rule, result in runs.items():
+        assert result.translation == recorded[rule]
 
 
 def test_cache_reuse_off_computes_the_same(small_model):

@@ -65,3 +65,48 @@ def test_thought_text_excludes_tags():
 )
 def test_parse_direct(text, expected):
     assert parse_direct(text) == expected
+
+
+# Direct replies in the shape instruction-tuned models give them (written for these tests, modelled on
+# what the default model and smollm2 print: a lead-in line, the answer, sometimes quotes or a closing note).
+@pytest.mark.parametrize(
+    "reply, expected",
+    [
+        ("当然，以下是将给定的英文文本翻译成中文的版本：\n\n说实话，这部电影真的很一般。", "说实话，这部电影真的很一般。"),
+        ("以下是翻译：\n「他直接摆烂了。」", "他直接摆烂了。"),
+        ("翻译如下：\n“我今天不想上班。”", "我今天不想上班。"),
+        ("好的，这是翻译后的文本：我今天不想上班。", "我今天不想上班。"),
+        ("Sure, here is the translation:\n\nThese shoes feel soft and cushy.", "These shoes feel soft and cushy."),
+        ("Here's the translation: \"I'm totally beat today.\"", "I'm totally beat today."),
+        ("Sure! Here's the English translation of the sentence:\n\n\"No cap, this pizza slaps.\"\n\n"
+         "Note: \"no cap\" means \"no lie\".", "No cap, this pizza slaps."),
+        ("I'm exhausted today.\n\nI hope this helps! Let me know if you need anything else.", "I'm exhausted today."),
+        ("我太累了，只想躺平。\n\n希望这个翻译对您有帮助！", "我太累了，只想躺平。"),
+        ("“I'm so done with work today.”", "I'm so done with work today."),
+        ("The translation is:\nHe ghosted me after three dates.", "He ghosted me after three dates."),
+    ],
+)
+def test_direct_chatter_is_dropped_in_both_languages(reply, expected):
+    assert parse_direct(reply) == expected
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "Sure, I'll be there tomorrow.",  # starts like chatter, is the answer
+        "好的，我明天来。",
+        "The translation of the contract states: pay now.",  # a colon, but no lead-in
+        "“躺平”是一种生活态度。",  # quotes around a part only
+        "\"Mid\" means average, and \"no cap\" means no lie.",
+        "Note to self: buy milk.",  # a one-paragraph answer is never dropped as a note
+    ],
+)
+def test_answers_that_only_look_like_chatter_are_kept(answer):
+    assert parse_direct(answer) == answer
+
+
+def test_chatter_inside_an_output_block_and_after_an_untagged_answer():
+    assert parse_answer("<Thought>x</Thought>\n<Output>\nHere is the translation:\n\"I'm beat.\"\n</Output>"
+                        ).translation == "I'm beat."
+    # No tags: the last paragraph is the answer, but not a closing note.
+    assert parse_answer("Sure, here is the translation:\n\nI'm beat.\n\nI hope this helps!").translation == "I'm beat."

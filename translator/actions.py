@@ -1,7 +1,7 @@
 """Where one action ends and where a whole answer ends, decided on the token stream.
 
-Both backends (in-process and HTTP) cut generated text with these same rules, so a tree means the same
-thing whichever engine produced it.
+Every backend (transformers, llama.cpp, HTTP) cuts generated text with these same rules, through
+``translator.backends.cutter.TokenCutter``, so a tree means the same thing whichever engine produced it.
 """
 
 from __future__ import annotations
@@ -10,7 +10,13 @@ import re
 from dataclasses import dataclass
 
 GRANULARITIES = ("step", "mini-32", "mini-64")
+# The tags of Marco-o1's format, spelled once (the regexes below also accept other cases and spacing).
+THOUGHT_OPEN_TAG, THOUGHT_CLOSE_TAG = "<Thought>", "</Thought>"
+OUTPUT_OPEN_TAG, OUTPUT_CLOSE_TAG = "<Output>", "</Output>"
+# Enough tokens to see a closing tag that was split over several tokens.
+TAIL_TOKENS = 12
 OUTPUT_CLOSE = re.compile(r"<\s*/\s*output\s*>", re.IGNORECASE)
+OUTPUT_OPEN = re.compile(r"<\s*output\s*>", re.IGNORECASE)
 # The thought ends where it is closed, or where the Output opens in a model that never closes it.
 THOUGHT_END = re.compile(r"<\s*/\s*thought\s*>|<\s*output\s*>", re.IGNORECASE)
 
@@ -59,3 +65,8 @@ def answer_closed(text_tail: str) -> bool:
 
 def thought_ended(text_tail: str) -> bool:
     return THOUGHT_END.search(text_tail) is not None
+
+
+def answer_opened(text_tail: str) -> bool:
+    """The answer (what the target-script guard keeps in the target's script) begins where the Output opens."""
+    return OUTPUT_OPEN.search(text_tail) is not None

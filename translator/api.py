@@ -8,14 +8,17 @@
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from translator.backends.base import Backend
 from translator.errors import InputError
 from translator.languages import Language, UnknownLanguageError, resolve_language
 from translator.prompt import GlossaryEntry, TranslationRequest
+
+if TYPE_CHECKING:
+    from translator.lexicon import Lexicon
 from translator.result import TranslationResult
-from translator.strategies import STRATEGIES, Hooks, make_config
+from translator.strategies import DEFAULT_STRATEGY, STRATEGIES, Hooks, make_config
 
 MAX_INPUT_CHARS = 2000  # longer inputs belong in the batch tool, one segment per line
 
@@ -45,23 +48,38 @@ def language(value: str | Language) -> Language:
 
 
 def make_request(text: str, src: str | Language, tgt: str | Language, *, context: str | None = None,
-                 glossary: Sequence[GlossaryEntry] = ()) -> TranslationRequest:
+                 glossary: Sequence[GlossaryEntry] = (), lexicon: "Lexicon | None" = None) -> TranslationRequest:
+    """A validated request; with a lexicon, the dictionary notes for its terms (the glossary wins over them)."""
     src_lang, tgt_lang = language(src), language(tgt)
     if src_lang == tgt_lang:
         raise InputError(f"source and target language are both {src_lang.name}")
-    return TranslationRequest(validate_text(text), src_lang, tgt_lang, context=context, glossary=tuple(glossary))
+    text = validate_text(text)
+    hints = lexicon.hints(text, src_lang, tgt_lang, glossary) if lexicon is not None else ()
+    return TranslationRequest(text, src_lang, tgt_lang, context=context, glossary=tuple(glossary), hints=hints)
 
 
 class Translator:
     """A loaded model and the strategies that decode with it."""
 
-    def __init__(self, model: str | None = None, *, backend: Backend | None = None, device: str | None = None,
-                 dtype: str | None = None, trust_remote_code: bool = False, served_model: str | None = None):
-        if backend is None:
+    def __init__(self, model: str | None = None, *, backend: Backend | str | None = None, device: str | None = None,
+                 dtype: str | None = None, trust_remote_code: bool = False, served_model: str | None = None,
+                 n_ctx: int | None = None, threads: int | None = None, lexicon: "Lexicon | bool" = True):
+        """``backend``: a ready Backend, or which engine loads ``model`` ("auto", "transformers",
+        "llama-cpp"; see ``translator.backends.choose_backend``). ``lexicon``: True for the default lexicon
+        (the project's lists and CC-CEDICT, for the ``AUTO_SOURCES`` source languages, as ``--lexicon
+        auto``), False for none, or a ``Lexicon`` (see ``translator.lexicon.load_lexicon`` for user files,
+        the number of hints and the source languages)."""
+        if lexicon is True:
+            from translator.lexicon import AUTO_SOURCES, load_lexicon
+
+            lexicon = load_lexicon(sources=AUTO_SOURCES)
+        self.lexicon: Lexicon | None = lexicon or None
+        if backend is None or isinstance(backend, str):
             from translator.backends import open_backend
 
-            backend = open_backend(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code,
-                                   served_model=served_model)
+            backend = open_backend(model, backend=backend or "auto", device=device, dtype=dtype,
+                                   trust_remote_code=trust_remote_code, served_model=served_model, n_ctx=n_ctx,
+                                   threads=threads)
         self.backend = backend
 
     @property
@@ -74,12 +92,7 @@ class Translator:
         return STRATEGIES[name](self.backend, make_config(name, options))
 
     def translate(self, text: str, src: str | Language = "zh", tgt: str | Language = "en", *,
-                  strategy: str = "cot", context: str | None = None, glossary: Sequence[GlossaryEntry] = (),
+                  strategy: str = DEFAULT_STRATEGY, context: str | None = None, glossary: Sequence[GlossaryEntry] = (),
                   hooks: Hooks | None = None, **options: Any) -> TranslationResult:
-        request = make_request(text, src, tgt, context=context, glossary=glossary)
+        request = make_request(text, src, tgt, context=context, glossary=glossary, lexicon=self.lexicon)
         return self.strategy(strategy, **options).translate([request], hooks)[0]
-
-    def translate_requests(self, requests: list[TranslationRequest], *, strategy: str = "cot",
-                           hooks: Hooks | None = None, **options: Any) -> list[TranslationResult]:
-        """Several segments with one strategy; direct and cot decode them in one batch."""
-        return self.strategy(strategy, **options).translate(requests, hooks)

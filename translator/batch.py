@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
 import logging
 import os
 import sys
@@ -36,16 +35,15 @@ from translator.batch_cache import DiskCache
 from translator.durable_files import write_atomic
 from translator.batch_formats import FORMATS, Document, FormatOptions, Translated, json_line, read_document
 from translator.batch_glossary import Glossary, load_glossary
-from translator.batch_journal import Journal
-from translator.batch_run import BatchRunner, RunStats, SegmentRecord
-from translator.cli import EXIT_USAGE
-from translator.errors import InputError, TranslatorError
-from translator.models import DEFAULT_MODEL
-from translator.options import add_common_options, add_strategy_options, model_settings, strategy_options
-from translator.strategies import chunk_size, make_config
+from translator.batch_journal import Journal, run_settings
+from translator.batch_run import BatchRunner, RunStats, SegmentRecord, progress_bar
+from translator.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, InputError, TranslatorError,
+                               print_error, quiet_broken_pipe)
+from translator.options import (add_common_options, add_strategy_options, build_translator, lexicon_from_args,
+                                lexicon_settings, model_settings, positive_int, strategy_options)
+from translator.strategies import make_config
 
 PROG = "marco-translate batch"
-EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 _SHOWN_FAILURES = 5  # on stderr; the trace has them all
 
 logger = logging.getLogger("translator.batch")
@@ -77,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="keep every translation in DIR and reuse it in later runs with the same settings")
     parser.add_argument("--glossary", default=None, metavar="FILE.tsv",
                         help="'source term<TAB>target term' lines, put into the prompt of segments that contain a term")
-    parser.add_argument("--batch-size", type=_positive_int, default=8, metavar="N",
+    parser.add_argument("--batch-size", type=positive_int, default=8, metavar="N",
                         help="segments decoded together by direct and cot (default: 8; mcts: always 1); "
                              "a run resumes only at the size it began with")
     parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -87,18 +85,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+_LOADED: dict[tuple, Translator] = {}
 
 
-@functools.lru_cache(maxsize=2)
-def load_translator(model: str | None, device: str | None, dtype: str | None, trust_remote_code: bool,
-                    served_model: str | None = None) -> Translator:
-    """One load per process and model, so repeated ``main()`` calls (tests, notebooks) pay for it once."""
-    return Translator(model, device=device, dtype=dtype, trust_remote_code=trust_remote_code, served_model=served_model)
+def load_translator(args: argparse.Namespace) -> Translator:
+    """One load per process and model options, so repeated ``main()`` calls (tests, notebooks) pay for it once."""
+    key = tuple(getattr(args, name, None) for name in _MODEL_OPTIONS)
+    if key not in _LOADED:
+        if len(_LOADED) >= 2:
+            _LOADED.pop(next(iter(_LOADED)))
+        # The runner puts the dictionary notes into each request; the translator needs no lexicon of its own.
+        _LOADED[key] = build_translator(args, lexicon=False)
+    return _LOADED[key]
+
+
+_MODEL_OPTIONS = ("model", "backend", "device", "dtype", "trust_remote_code", "served_model", "n_ctx", "threads")
 
 
 @dataclass
@@ -159,44 +160,25 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
     data, name = _read_input(args.input)
     document = read_document(data, name, FormatOptions(args.format, args.field, args.output_field, args.encoding))
     glossary = load_glossary(Path(args.glossary)) if args.glossary else Glossary()
-    settings = {**model_settings(args, DEFAULT_MODEL), "strategy": args.strategy,
-                "options": dataclasses.asdict(config), "src": probe.src.code, "tgt": probe.tgt.code}
-    size = chunk_size(args.strategy, args.batch_size)
-    journal = Journal(journal_path, settings, size) if journal_path else None
+    lexicon = lexicon_from_args(args)
+    from translator.registry import DEFAULT_MODEL  # light; kept after the input checks all the same
+
+    settings = run_settings(model_settings(args, DEFAULT_MODEL), args.strategy, dataclasses.asdict(config),
+                            probe.src.code, probe.tgt.code, args.batch_size, **lexicon_settings(args, probe.src.code))
+    journal = Journal(journal_path, settings) if journal_path else None
     finished = journal.load() if journal else {}
     if journal is None:
         logger.info("output goes to stdout without --journal: an interrupted run will start over")
 
     def load_strategy():
-        translator = load_translator(args.model, args.device, args.dtype, args.trust_remote_code, args.served_model)
-        return translator.strategy(args.strategy, **options)
+        return load_translator(args).strategy(args.strategy, **options)
 
     runner = BatchRunner(
-        load_strategy=load_strategy, chunk_size=size, settings=settings, src=probe.src, tgt=probe.tgt,
-        glossary=glossary, journal=journal, cache=DiskCache(Path(args.cache)) if args.cache else None,
+        load_strategy=load_strategy, settings=settings, src=probe.src, tgt=probe.tgt,
+        glossary=glossary, lexicon=lexicon, journal=journal,
+        cache=DiskCache(Path(args.cache)) if args.cache else None,
         on_progress=on_progress)
     return Job(document, runner, finished, output, trace, journal)
-
-
-def _progress_bar(args: argparse.Namespace) -> tuple[Callable[[RunStats], None] | None, Callable[[], None]]:
-    """A tqdm bar on stderr, created at the first report so that resumed segments do not skew its ETA."""
-    show = args.progress if args.progress is not None else (not args.quiet and sys.stderr.isatty())
-    bar: list = []
-
-    def report(stats: RunStats) -> None:
-        if not bar:
-            from tqdm import tqdm
-
-            bar.append(tqdm(total=stats.total, initial=stats.finished, unit="seg", file=sys.stderr,
-                            dynamic_ncols=True, desc="translating"))
-        bar[0].set_postfix_str(f"{stats.tokens_per_second:.1f} tok/s", refresh=False)
-        bar[0].update(stats.finished - bar[0].n)
-
-    def close() -> None:
-        if bar:
-            bar.pop().close()
-
-    return (report if show else None), close
 
 
 def _write_results(job: Job, records: list[SegmentRecord], failed_marker: str) -> None:
@@ -220,14 +202,16 @@ def _summary(stats: RunStats, elapsed: float) -> str:
 
 
 def _error(message: object) -> None:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print_error(PROG, message)
 
 
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(sys.argv[2:] if argv is None else argv)  # as in `marco-translate batch ...`
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
     started = time.perf_counter()
-    report, close_bar = _progress_bar(args)
+    report, close_bar = progress_bar(args.progress if args.progress is not None else
+                                     (not args.quiet and sys.stderr.isatty()), "translating")
     job: Job | None = None
     try:
         job = prepare(args, report)
@@ -247,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_summary(job.runner.stats, time.perf_counter() - started), file=sys.stderr)
         print(f"{PROG}: interrupted; {job.runner.stats.ok} finished segment(s) {where}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        raise  # the reader closed stdout: main's wrapper ends quietly
     except (TranslatorError, OSError) as exc:
         close_bar()
         _error(exc)

@@ -24,6 +24,7 @@ def request_key(request: TranslationRequest, settings: Mapping[str, Any]) -> str
     payload = {
         "text": request.text, "src": request.src.code, "tgt": request.tgt.code, "context": request.context,
         "glossary": [[e.source, e.target] for e in request.glossary], "settings": settings,
+        **({"hints": [[h.term, list(h.senses), h.source, h.note] for h in request.hints]} if request.hints else {}),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 

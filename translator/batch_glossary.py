@@ -38,17 +38,26 @@ class Glossary:
 
 
 def load_glossary(path: Path) -> Glossary:
-    """Read a glossary; blank lines and lines starting with # are skipped, anything else must be two cells."""
+    """Read a glossary file (TSV); see :func:`parse_glossary`."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise InputError(f"cannot read glossary {path}: {exc.strerror or exc}") from None
+    return parse_glossary(decode(data, str(path)), str(path))
+
+
+def parse_glossary(text: str, where: str, separators: tuple[str, ...] = ("\t",)) -> Glossary:
+    """Blank lines and lines starting with # are skipped; any other line must be two non-empty cells split
+    at the first of ``separators`` it contains (the app also takes "term = translation", since a browser
+    text box cannot take a tab)."""
     entries = []
-    for number, line in enumerate(split_lines(decode(data, str(path))), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
-        cells = [c.strip() for c in line.split("\t")]
+        sep = next((s for s in separators if s in line), separators[0])
+        cells = [c.strip() for c in line.split(sep, 1)] if sep != "\t" else [c.strip() for c in line.split(sep)]
         if len(cells) != 2 or not all(cells):
-            raise InputError(f"{path}: line {number} is not 'source term<TAB>target term'")
+            shown = " or ".join("<TAB>" if s == "\t" else f" {s} " for s in separators)
+            raise InputError(f"{where}: line {number} is not 'source term{shown}target term'")
         entries.append(GlossaryEntry(*cells))
     return Glossary.of(entries)

@@ -11,6 +11,7 @@ segment fails alone and the run goes on; such failures are not journaled, so a r
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,9 +21,10 @@ from translator.api import make_request
 from translator.batch_cache import DiskCache, request_key
 from translator.batch_formats import Segment, one_line
 from translator.batch_glossary import Glossary
-from translator.batch_journal import Journal
+from translator.batch_journal import Journal, RunSettings
 from translator.errors import InputError, TranslatorError
 from translator.languages import Language
+from translator.lexicon import Lexicon
 from translator.prompt import TranslationRequest
 from translator.result import SearchTree, TranslationResult
 from translator.strategies import Strategy
@@ -114,15 +116,19 @@ class _Run:
 
 @dataclass
 class BatchRunner:
+    """Runs segments with one strategy; the batch tool runs a file through it, ``marco-eval bench`` each
+    (test set, strategy)."""
+
     load_strategy: Callable[[], Strategy]  # called at most once, and only if something needs decoding
-    chunk_size: int
-    settings: dict[str, Any]
+    settings: RunSettings  # the journal's too: its chunk size decides the batches, its decoding keys requests
     src: Language
     tgt: Language
     glossary: Glossary = field(default_factory=Glossary)
+    lexicon: Lexicon | None = None  # dictionary notes for each segment's prompt (None: off)
     journal: Journal | None = None
     cache: DiskCache | None = None
     on_progress: Callable[[RunStats], None] | None = None
+    summarize: Callable[[TranslationResult], dict[str, Any]] = result_summary  # what a record keeps of a result
     stats: RunStats = field(default_factory=lambda: RunStats(0), init=False)
     _strategy: Strategy | None = field(default=None, init=False, repr=False)
 
@@ -135,7 +141,7 @@ class BatchRunner:
             if record is not None:
                 self._finish(run, record)
                 continue
-            key = request_key(request, self.settings)
+            key = request_key(request, self.settings.decoding)
             run.requests.setdefault(key, request)
             run.indices.setdefault(key, []).append(seg.index)
             entry = finished.get(seg.index)
@@ -146,8 +152,9 @@ class BatchRunner:
                 self._finish(run, restored)
         self._report()
         keys = list(run.indices)
-        for start in range(0, len(keys), self.chunk_size):
-            chunk = [k for k in keys[start:start + self.chunk_size] if run.pending(k)]
+        size = self.settings.chunk_size
+        for start in range(0, len(keys), size):
+            chunk = [k for k in keys[start:start + size] if run.pending(k)]
             if chunk:
                 self._run_chunk(run, chunk)
         return run.records  # type: ignore[return-value]  # every slot is filled by now
@@ -158,7 +165,7 @@ class BatchRunner:
             return SegmentRecord(seg.index, seg.line, "skipped", seg.text, translation=""), None
         entries = self.glossary.matching(seg.text)
         try:
-            return None, make_request(seg.text, self.src, self.tgt, glossary=entries)
+            return None, make_request(seg.text, self.src, self.tgt, glossary=entries, lexicon=self.lexicon)
         except InputError as exc:
             return SegmentRecord(seg.index, seg.line, "failed", seg.text, error=str(exc),
                                  glossary=[asdict(e) for e in entries]), None
@@ -217,7 +224,7 @@ class BatchRunner:
             return [outcome for request in requests for outcome in self._decode([request])]
         self.stats.model_seconds += time.perf_counter() - start
         self.stats.tokens += sum(r.tokens_generated for r in results)
-        return [result_summary(r) for r in results]
+        return [self.summarize(r) for r in results]
 
     def _finish(self, run: _Run, record: SegmentRecord) -> None:
         run.records[record.index] = record
@@ -226,3 +233,27 @@ class BatchRunner:
     def _report(self) -> None:
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+
+def progress_bar(show: bool, desc: str) -> tuple[Callable[[RunStats], None] | None, Callable[[], None]]:
+    """A tqdm bar on stderr for ``BatchRunner.on_progress``, and its closer. The bar is created at the first
+    report that leaves work to do, so resumed segments do not skew its ETA and a run with nothing to decode
+    shows none."""
+    bar: list = []
+
+    def report(stats: RunStats) -> None:
+        if not bar:
+            if stats.finished >= stats.total:
+                return
+            from tqdm import tqdm
+
+            bar.append(tqdm(total=stats.total, initial=stats.finished, unit="seg", file=sys.stderr,
+                            dynamic_ncols=True, desc=desc))
+        bar[0].set_postfix_str(f"{stats.tokens_per_second:.1f} tok/s", refresh=False)
+        bar[0].update(stats.finished - bar[0].n)
+
+    def close() -> None:
+        if bar:
+            bar.pop().close()
+
+    return (report if show else None), close

@@ -8,10 +8,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 
-from translator.errors import InputError, TranslatorError
+from translator.errors import EXIT_FAILED, EXIT_OK, InputError, TranslatorError, exit_code, quiet_broken_pipe
+from translator.strategies.base import Hooks, Progress, TokenProgress
 
-EXIT_USAGE = 2
+PROG = "marco-translate"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -20,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     from translator.options import add_common_options, add_strategy_options
 
     parser = argparse.ArgumentParser(
-        prog="marco-translate",
+        prog=PROG,
         description="Reasoning-augmented translation of colloquial text (Marco-o1 style search). "
                     "Use `marco-translate batch --help` to translate files.",
         epilog=f"Languages: {accepted_languages()}. Input limit: {MAX_INPUT_CHARS} characters.")
@@ -30,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--json", action="store_true", help="print the whole result as JSON")
     parser.add_argument("--no-token-logprobs", action="store_true",
                         help="leave per-token log-probs out of --json (smaller output)")
+    parser.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                        help="tokens so far, tokens/s and elapsed time on stderr while it runs "
+                             "(default: only when stderr is a terminal, and not with --quiet)")
     add_common_options(parser)
     add_strategy_options(parser)
     return parser
@@ -52,19 +57,70 @@ def read_input(text: str | None) -> str:
     return text
 
 
-def _progress_hooks(quiet: bool):
-    from translator.strategies import Hooks
+class ProgressLine:
+    """One self-rewriting line on stderr while a translation runs, for every strategy: tokens so far,
+    tokens/s and elapsed time, plus rollouts and the best answer so far for mcts."""
 
-    if quiet or not sys.stderr.isatty():
-        return None
+    REFRESH_S = 0.2  # a redraw per token would flood a slow terminal
 
-    def show(p) -> None:
-        best = f" | best so far: {p.best_translation[:60]}" if p.best_translation else ""
-        print(f"\rsearch: {p.done}/{p.budget} rollouts, {p.elapsed_s:.0f}s{best}", end="", file=sys.stderr, flush=True)
+    def __init__(self, strategy: str, stream=None):
+        self.strategy = strategy
+        self.stream = stream or sys.stderr
+        self.search: Progress | None = None
+        self.tokens: TokenProgress | None = None
+        self._drawn_at = float("-inf")
+        self._width = 0
 
-    return Hooks(on_progress=show)
+    def hooks(self) -> Hooks:
+        return Hooks(on_progress=self.on_progress, on_tokens=self.on_tokens)
+
+    def on_progress(self, progress: Progress) -> None:
+        self.search = progress
+        self._draw(force=True)
+
+    def on_tokens(self, progress: TokenProgress) -> None:
+        self.tokens = progress
+        self._draw()
+
+    def line(self) -> str:
+        parts = [self.strategy + ":"]
+        if self.search is not None:
+            parts.append(f"{self.search.done}/{self.search.budget} rollouts,")
+        if self.tokens is not None:
+            parts.append(f"{self.tokens.tokens} tokens, {self.tokens.tokens_per_s:.1f} tok/s,")
+        elapsed = max(p.elapsed_s for p in (self.search, self.tokens) if p is not None)
+        parts.append(f"{elapsed:.0f} s")
+        if self.search is not None and self.search.best_translation:
+            parts.append(f"| best so far: {self.search.best_translation[:60]}")
+        return " ".join(parts)
+
+    def _draw(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._drawn_at < self.REFRESH_S:
+            return
+        self._drawn_at = now
+        text = self.line()
+        self.stream.write("\r" + text + " " * max(0, self._width - len(text)))
+        self.stream.flush()
+        self._width = len(text)
+
+    def close(self) -> None:
+        """The final figures (the last redraw may have been skipped), then end the line."""
+        if self.search is not None or self.tokens is not None:
+            self._draw(force=True)
+        if self._width:
+            self.stream.write("\n")
+            self.stream.flush()
 
 
+def show_progress(args: argparse.Namespace) -> bool:
+    """On a terminal unless --quiet; in a pipe only when --progress asks."""
+    if args.progress is not None:
+        return args.progress
+    return not args.quiet and sys.stderr.isatty()
+
+
+@quiet_broken_pipe
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["batch"]:
@@ -73,35 +129,34 @@ def main(argv: list[str] | None = None) -> int:
         return batch_main(argv[1:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO, format="%(message)s")
+    progress = ProgressLine(args.strategy) if show_progress(args) else None
     try:
-        from translator.api import Translator, make_request
-        from translator.options import strategy_options
+        from translator.api import make_request
+        from translator.languages import direction_warning
+        from translator.options import build_translator, lexicon_from_args, strategy_options
         from translator.strategies import make_config
 
-        request = make_request(read_input(args.text), args.src, args.tgt, context=args.context)
+        lexicon = lexicon_from_args(args)
+        request = make_request(read_input(args.text), args.src, args.tgt, context=args.context, lexicon=lexicon)
+        warning = direction_warning(request.text, request.src)
+        if warning:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
         options = strategy_options(args)
         make_config(args.strategy, options)  # refuse bad options before loading a model
-        translator = Translator(args.model, device=args.device, dtype=args.dtype,
-                                trust_remote_code=args.trust_remote_code, served_model=args.served_model)
-        hooks = _progress_hooks(args.quiet)
+        translator = build_translator(args, lexicon=lexicon or False)
+        hooks = progress.hooks() if progress else None
         result = translator.strategy(args.strategy, **options).translate([request], hooks)[0]
-        if hooks:
-            print(file=sys.stderr)
-    except InputError as exc:
-        print(f"marco-translate: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except TranslatorError as exc:
-        print(f"marco-translate: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("marco-translate: interrupted", file=sys.stderr)
-        return 130
-    status = 0
-    if not result.translation:
+    except (TranslatorError, KeyboardInterrupt) as exc:
+        return exit_code(PROG, exc)
+    finally:
+        if progress:
+            progress.close()
+    status = EXIT_OK
+    if not result.answered:
         from translator.batch_run import NO_ANSWER
 
-        print(f"marco-translate: {NO_ANSWER}", file=sys.stderr)
-        status = 1
+        print(f"{PROG}: {NO_ANSWER}", file=sys.stderr)
+        status = EXIT_FAILED
     if args.json:
         print(result.to_json(with_tokens=not args.no_token_logprobs))
         return status

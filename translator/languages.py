@@ -48,3 +48,26 @@ def resolve_language(text: str) -> Language:
     if lang is None:
         raise UnknownLanguageError(f"unknown language {text!r}; accepted: {accepted_languages()}")
     return lang
+
+
+# Languages written in the Latin alphabet: a source in one of them that is mostly Chinese characters, or a
+# Chinese source without any, is the commonest slip in a two-way tool (From and To left as they were).
+_LATIN_SCRIPT = {"en", "fr", "de", "es", "pt", "it", "vi"}
+
+
+def _is_han(ch: str) -> bool:
+    return "\u4e00" <= ch <= "\u9fff" or "\u3400" <= ch <= "\u4dbf" or "\uf900" <= ch <= "\ufaff"
+
+
+def direction_warning(text: str, src: Language) -> str | None:
+    """A one-line warning when the text's script does not fit its source language (Chinese text from
+    English, Latin-only text from Chinese), or None. A warning, not a refusal: names, code and mixed text
+    are legitimate, and the model can still be asked."""
+    letters = [c for c in text if c.isalpha()]
+    han = sum(1 for c in letters if _is_han(c))
+    latin = sum(1 for c in letters if c.isascii())
+    if src.code == "zh" and han == 0 and latin >= 3:
+        return "the source has no Chinese characters, but the source language is Chinese: check the direction"
+    if src.code in _LATIN_SCRIPT and han >= 2 and han > latin:
+        return f"the source looks like Chinese, but the source language is {src.name}: check the direction"
+    return None

@@ -25,10 +25,51 @@ class ParsedAnswer:
     format_ok: bool  # an Output block was opened and closed
 
 
+# Assistant chatter around an answer, as instruction-tuned models write it. A lead-in is dropped only when
+# it ends in a colon and names the translation ("Sure, here is the translation:", "当然，以下是…翻译：",
+# "翻译如下："), so an answer that merely starts with "Sure," or "好的" is kept whole.
+_POLITE = r"(?:(?:sure|certainly|of course|okay|ok|absolutely|alright)\b[^\n:：]{0,10}?)?"
+_LEAD_IN = re.compile("|".join([
+    # "Sure, here is the translation:", "Here's the English translation of the text:" (answer may follow)
+    rf"^\s*{_POLITE}(?:here(?:'s| is| are)|below is|the following is)\b[^\n:：]{{0,80}}?"
+    r"\btranslat(?:ion|ed)\b[^\n:：]{0,60}[:：]",
+    # "The translation is:", "Translated into English:" on a line of their own
+    r"^\s*(?:the|this is the|my)\b[^\n:：]{0,40}?\btranslation\b[^\n:：]{0,30}[:：][ \t]*\n",
+    r"^\s*translated(?: in| into| to)?\b[^\n:：]{0,40}[:：][ \t]*\n",
+    # "当然，以下是将给定的英文文本翻译成中文的版本：", "以下是翻译：", "这是译文：", "翻译如下："
+    r"^\s*(?:(?:当然|好的|没问题|可以)[^\n:：]{0,4}?)?(?:以下|下面|这)是?[^\n:：]{0,60}?(?:翻译|译文|译成|版本)"
+    r"[^\n:：]{0,20}[:：]",
+    r"^\s*(?:翻译|译文)如下\s*[:：]",
+]), re.IGNORECASE)
+# A closing paragraph that talks about the answer instead of being part of it.
+_TRAILER = re.compile(
+    r"^\s*[(（]?\s*(?:i hope|hope this|let me know|feel free|if you (?:have|need)|note\b|notes\b|explanation\b"
+    r"|this translation\b|in this translation\b|the translation (?:above|captures|keeps|conveys)"
+    r"|希望|注[:：]|注意|说明|解释|备注|如果您|如有|如需)",
+    re.IGNORECASE)
+# Quotes around the whole answer: (open, close) pairs.
+_QUOTES = (('"', '"'), ("“", "”"), ("「", "」"), ("『", "』"), ("'", "'"), ("‘", "’"))
+
+
+def strip_chatter(text: str) -> str:
+    """The answer without a lead-in line, closing notes or quotes around all of it (see the patterns)."""
+    text = _LEAD_IN.sub("", text.strip(), count=1).strip()
+    paragraphs = [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+    while len(paragraphs) > 1 and _TRAILER.match(paragraphs[-1]):
+        paragraphs.pop()
+    text = "\n\n".join(paragraphs)
+    for open_q, close_q in _QUOTES:
+        inner = text[len(open_q) : -len(close_q)]
+        if (len(text) > 2 and text.startswith(open_q) and text.endswith(close_q)
+                and open_q not in inner and close_q not in inner and inner.strip()):
+            return inner.strip()
+    return text
+
+
 def _clean(text: str) -> str:
     text = _ANY_TAG.sub("", text).strip()
     text = _LABEL.sub("", text, count=1).strip()
-    return text
+    return strip_chatter(text)
 
 
 def _last_paragraph(text: str) -> str:
@@ -60,7 +101,7 @@ def parse_answer(text: str) -> ParsedAnswer:
     if _THOUGHT_OPEN.search(text):
         # Unclosed thought and no output: the model never got to answer; do not pass its notes off as one.
         return ParsedAnswer("", _thought_before(text), False)
-    return ParsedAnswer(_clean(_last_paragraph(text)), "", False)
+    return ParsedAnswer(_clean(_last_paragraph(strip_chatter(text))), "", False)
 
 
 def _thought_before(text: str) -> str:

@@ -12,25 +12,42 @@ from dataclasses import dataclass, field
 from translator.languages import Language
 
 THOUGHT_OPEN = "<Thought>\n"
+# Budget forcing (s1, Muennighoff et al. 2025): a thought that reaches its token budget is closed for the
+# model and the answer opened, so a model that would think forever still answers.
+FORCE_ANSWER = "\n</Thought>\n<Output>\n"
 
 REASONING_SYSTEM = """You are an expert translator of informal, colloquial writing: internet slang, memes, idioms, \
 jokes, puns and social-media posts.
-Think before you translate, inside <Thought>...</Thought>:
-1. Point out every slang term, idiom, meme, pun or cultural reference in the source text and say what the \
-writer actually means by it (the intended meaning, not the literal words).
-2. Decide how a native {tgt} speaker would say the same thing, in the same tone and register.
+Think briefly before you translate, inside <Thought>...</Thought>, in two parts:
+Terms: each slang term, idiom, meme, pun or cultural reference in the source, and what the writer means by it \
+here (when dictionary notes are given, choose the sense that fits this context).
+Draft: a first translation, as a native {tgt} speaker would say it, in the same tone and register.
 Then give only the final translation inside <Output>...</Output>: natural, fluent {tgt}, faithful to the \
-meaning and the tone. No notes, no explanations and no source text inside <Output>."""
+meaning and the tone. No notes, no explanations, no dictionary labels and no source text inside <Output>."""
 
 DIRECT_SYSTEM = """You are an expert translator of informal, colloquial writing: internet slang, memes, idioms, \
 jokes and puns. Translate what the writer means, not the literal words, into natural {tgt} in the same tone. \
-Reply with the translation only: no notes, no quotes, no explanations."""
+Reply with the translation only: no notes, no quotes, no explanations, no dictionary labels."""
 
 
 @dataclass(frozen=True)
 class GlossaryEntry:
     source: str
     target: str
+
+
+@dataclass(frozen=True)
+class Hint:
+    """A dictionary note for a term found in the source: every sense, so the model chooses in context."""
+
+    term: str  # as written in the source
+    senses: tuple[str, ...]  # short meanings or renderings, most colloquial first
+    source: str  # "cc-cedict", "zh-slang", "en-slang", "cc-cedict-reverse" or a user file's name
+    note: str = ""  # the kind of term: slang, idiom, neologism...
+
+    def to_dict(self) -> dict[str, object]:
+        """As results record it (JSON has no tuples)."""
+        return {"term": self.term, "senses": list(self.senses), "source": self.source, "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -42,16 +59,48 @@ class TranslationRequest:
     tgt: Language
     context: str | None = None  # surrounding text or a note from the translator
     glossary: tuple[GlossaryEntry, ...] = field(default_factory=tuple)
+    hints: tuple[Hint, ...] = field(default_factory=tuple)  # lexicon notes (see translator.lexicon)
+
+
+INSTRUCTION = "Translate the following {src} text into {tgt}."  # the user turn's first line
+
+
+def prompt_head(prompt: str) -> int:
+    """How many leading characters of a built prompt every prompt of its kind (strategy, language pair)
+    shares: all up to the end of the instruction line. What follows (context, glossary, notes, the text)
+    is the segment's own. 0 for a prompt built otherwise. Backends keep the head's KV (``Backend.start``)."""
+    start = prompt.find(INSTRUCTION.split("{", 1)[0])
+    end = prompt.find("\n", start) if start >= 0 else -1
+    return end + 1 if end >= 0 else 0
+
+
+def start_prompt(backend, request: "TranslationRequest", *, reasoning: bool):
+    """The backend state of a request's prompt (see ``build_prompt``), its shared head kept by the backend."""
+    prompt = build_prompt(backend.tokenizer, request, reasoning=reasoning)
+    return backend.start(prompt, head=prompt_head(prompt))
+
+
+HINTS_HEADER = ("Dictionary notes (a sense may not fit this context; they explain the source, "
+                "do not copy them into the translation):")
+
+
+def format_hint(hint: Hint) -> str:
+    """One compact line per term, senses separated by " | " (a separator no translation needs)."""
+    kind = f" ({hint.note})" if hint.note else ""
+    return f"- {hint.term}{kind}: {' | '.join(hint.senses)}"
 
 
 def build_messages(request: TranslationRequest, *, reasoning: bool) -> list[dict[str, str]]:
     system = (REASONING_SYSTEM if reasoning else DIRECT_SYSTEM).format(tgt=request.tgt.name)
-    lines = [f"Translate the following {request.src.name} text into {request.tgt.name}."]
+    lines = [INSTRUCTION.format(src=request.src.name, tgt=request.tgt.name)]
     if request.context:
         lines.append(f"Context (do not translate): {request.context}")
     if request.glossary:
         lines.append("Use these term translations:")
         lines.extend(f"- {entry.source} => {entry.target}" for entry in request.glossary)
+    if request.hints:
+        lines.append(HINTS_HEADER)
+        lines.extend(format_hint(hint) for hint in request.hints)
     lines.append("")
     lines.append(request.text)
     return [{"role": "system", "content": system}, {"role": "user", "content": "\n".join(lines)}]

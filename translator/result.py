@@ -45,7 +45,7 @@ class TreeNode:
 
     id: int
     parent: int | None
-    kind: str  # "root", "step", "mini-32", "mini-64", "reflection"
+    kind: str  # "root", "step", "mini-32", "mini-64", "reflection", "force", "refine" or "sense"
     text: str
     depth: int
     n_tokens: int
@@ -96,7 +96,8 @@ class Alternative:
     translation: str
     reward: float
     visits: int
-    node_id: int
+    node_id: int  # -1: not from the tree (the direct translation)
+    score: float | None = None  # the selection rule's score (translator.selection), by which it is ranked
 
 
 @dataclass
@@ -112,7 +113,10 @@ class TranslationResult:
     params: dict[str, Any]
     tokens_generated: int
     wall_time_s: float
-    format_ok: bool  # the model closed the requested Output block (or Direct mode: always True)
+    # Two separate facts: ``answered`` (below) says the answer reached a non-empty translation, the
+    # headline; ``format_ok`` says the model closed the Output block it was asked for (direct: always True).
+    # An answer that ends at end-of-sequence right after its translation is answered but not closed.
+    format_ok: bool
     confidence: float | None  # mean token confidence of the chosen output
     logprobs_source: str = "raw"  # the distribution log-probs came from: raw model logits, before sampling
     tokens: list[TokenScore] = field(default_factory=list)
@@ -121,6 +125,13 @@ class TranslationResult:
     alternatives: list[Alternative] = field(default_factory=list)
     reward: dict[str, Any] | None = None  # reward name, value and details for the chosen path
     stats: dict[str, Any] = field(default_factory=dict)  # search accounting (rollouts, forwarded tokens...)
+    hints: list[dict[str, Any]] = field(default_factory=list)  # lexicon notes in the prompt: term, senses, source
+    cleanup: list[str] = field(default_factory=list)  # dictionary markup removed from the translation
+    answered: bool | None = None  # None: derived from the translation (results saved before the field)
+
+    def __post_init__(self) -> None:
+        if self.answered is None:
+            self.answered = bool(self.translation.strip())
 
     def to_dict(self, *, with_tokens: bool = True) -> dict[str, Any]:
         data = asdict(self)

@@ -9,10 +9,37 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 from translator.actions import Chunking
 from translator.result import TokenScore
+
+
+class PrefixState:
+    """A token prefix as a chain: the parent's prefix plus this state's own tokens. Each backend's State
+    extends it with what it keeps for the prefix (KV tensors, a llama.cpp sequence, nothing)."""
+
+    __slots__ = ("parent", "tokens", "start")
+
+    def __init__(self, parent: "PrefixState | None", tokens: list[int]):
+        self.parent = parent
+        self.tokens = list(tokens)
+        self.start = parent.end if parent is not None else 0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.tokens)
+
+    def path(self) -> list:
+        """The states from the root to this one."""
+        states, node = [], self
+        while node is not None:
+            states.append(node)
+            node = node.parent
+        return states[::-1]
+
+    def all_tokens(self) -> list[int]:
+        return [t for s in self.path() for t in s.tokens]
 
 
 @dataclass(frozen=True)
@@ -26,6 +53,17 @@ class Sampling:
         return self.temperature <= 0.0
 
 
+STOP = "stop"  # what an ``on_tokens`` callback returns to end its row at once
+
+# Progress and stop for one row of a generation. Every backend feeds its tokens to the row's TokenCutter
+# (translator/backends/cutter.py), which calls this with each token it accepts (never the end-of-sequence
+# token), in order: as they are sampled in process (transformers, llama.cpp), as a reply is read over HTTP
+# (openai). Returning STOP ends the row there: its Continuation keeps every token accepted so far and has
+# finish "stopped" (over HTTP the rest of that reply is dropped). Rows may run in threads (the HTTP backend
+# sends siblings at once), so a callback shared by rows must be thread-safe. None: no calls.
+OnTokens = Callable[[list[TokenScore]], "str | None"]
+
+
 @dataclass
 class GenRequest:
     state: Any  # a State from the same backend
@@ -34,6 +72,12 @@ class GenRequest:
     seed: int = 0  # per-request seed: results do not depend on what else shares the batch
     chunking: Chunking = field(default_factory=Chunking)
     stop_at_thought_end: bool = False  # pause when the thought closes (so reflection can be injected)
+    on_tokens: OnTokens | None = None  # progress of this row, and a way to stop it (see OnTokens)
+    # Token ids never chosen inside the answer (``translator.script_guard``; sorted), and whether the state
+    # already ends inside it (direct; after a forced or opened Output). Otherwise the answer begins where
+    # the model opens its Output. Backends whose ``masks_tokens`` is False (HTTP) cannot apply it.
+    answer_ban: Any = None
+    in_answer: bool = False
 
 
 @dataclass
@@ -48,7 +92,9 @@ class Chunk:
 @dataclass
 class Continuation:
     chunks: list[Chunk]
-    finish: str  # "eos", "output_closed", "thought_ended" or "length"
+    finish: str  # "eos", "output_closed", "thought_ended", "length" or "stopped" (on_tokens returned STOP)
+    reason: str = ""  # set when the engine, not a rule, ended it (e.g. the context is full)
+    in_answer: bool = False  # it ended inside the answer (its Output open): a continuation stays there
 
     @property
     def tokens(self) -> list[TokenScore]:
@@ -56,7 +102,7 @@ class Continuation:
 
     @property
     def terminal(self) -> bool:
-        return self.finish in ("eos", "output_closed", "length")
+        return self.finish in ("eos", "output_closed", "length", "stopped")
 
 
 @dataclass
@@ -69,29 +115,64 @@ class BackendStats:
     forward_calls: int = 0
     peak_cache_bytes: int = 0
 
-    def reset(self) -> None:
-        self.__init__()
+
+MIN_SHARED_HEAD = 16  # tokens: a shorter prompt head is not worth a shared state
+MAX_HEADS = 8  # prompt heads a backend keeps (one per kind: strategy, language pair)
+
+
+def _common_length(a: list[int], b: list[int]) -> int:
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 class Backend(ABC):
     name: str
     logprobs_source: str  # where log-probs come from ("raw" = the model's own distribution)
+    state_class: type[PrefixState] = PrefixState  # what ``start`` and ``extend`` make
+    masks_tokens: bool = False  # picks tokens itself, so a request's ``answer_ban`` is applied
+    _stats: BackendStats
 
     @property
     @abstractmethod
     def tokenizer(self) -> Any: ...
 
     @property
-    @abstractmethod
-    def stats(self) -> BackendStats: ...
+    def stats(self) -> BackendStats:
+        return self._stats
 
-    @abstractmethod
-    def start(self, prompt: str) -> Any:
-        """A state for a prompt; nothing is computed until it is continued."""
+    def start(self, prompt: str, *, head: int = 0) -> Any:
+        """A state for a prompt; nothing is computed until it is continued.
 
-    @abstractmethod
+        ``head``: how many leading characters of the prompt every prompt of its kind shares (chat template,
+        system prompt, instructions; ``translator.prompt.prompt_head``). That head is one parent state the
+        backend keeps, so its KV is computed once for a whole run rather than once per segment. The head is
+        fixed by the prompt alone, never by what ran before, so a prompt is computed the same way whether it
+        comes first or later."""
+        ids = self.tokenizer.encode(prompt, add_special_tokens=False)
+        if head > 0:
+            n = min(_common_length(self.tokenizer.encode(prompt[:head], add_special_tokens=False), ids),
+                    len(ids) - 1)  # the prompt's own state keeps at least one token
+            if n >= MIN_SHARED_HEAD:
+                return self.state_class(self._shared_head(ids[:n]), ids[n:])
+        return self.state_class(None, ids)
+
+    def _shared_head(self, ids: list[int]) -> Any:
+        """The kept state of a prompt head (made at its first use); the ``MAX_HEADS`` used last are kept."""
+        heads: dict[tuple[int, ...], Any] = self.__dict__.setdefault("_heads", {})  # last used last
+        key = tuple(ids)
+        state = heads.pop(key, None) or self.state_class(None, ids)
+        heads[key] = state
+        for old in list(heads)[:-MAX_HEADS]:
+            del heads[old]
+        return state
+
     def extend(self, state: Any, text: str) -> Any:
         """A state with forced text appended (not sampled: it carries no log-probs)."""
+        return self.state_class(state, self.tokenizer.encode(text, add_special_tokens=False))
 
     @abstractmethod
     def truncate(self, state: Any, keep_tokens: int) -> Any:
@@ -100,6 +181,13 @@ class Backend(ABC):
     @abstractmethod
     def generate(self, requests: list[GenRequest]) -> list[Continuation]:
         """Continue every request, batched as the backend sees fit; results in request order."""
+
+    @abstractmethod
+    def score_forced(self, state: Any, token_ids: list[int]) -> list[TokenScore]:
+        """Teacher forcing: the raw log-prob of each of ``token_ids`` after the state's prefix (token i given
+        the prefix and tokens 0..i-1), with the raw top-5 ids and log-probs at each position, in one forward
+        pass over the continuation. Rewards use it to ask how the model rates a given translation without
+        generating one. A prefix whose KV the state holds is not re-encoded; the state is left as it was."""
 
     def release(self, state: Any, *, keep_kv: bool = False) -> None:
         """Drop what the state holds that the search will not need again: its next-token distribution once

@@ -28,7 +28,7 @@ What is sent and how the answer is read back:
   returned token string is mapped back to the one vocabulary entry that decodes to it; a run of tokens
   that cannot be mapped (an incomplete UTF-8 character decodes to nothing; two ids with the same text) is
   re-tokenized from its text (located with ``text_offset``); if that gives a different number of tokens,
-  the server's scores are aligned position by position (``stats_retokenized`` counts such runs).
+  the server's scores are aligned position by position.
 * Top-5 log-probs come from ``logprobs.top_logprobs``; ``top_ids`` are mapped the same way (-1 when a
   candidate's text is not one vocabulary entry). A server that keys candidates by text can merge two
   candidates with the same text; the denominator of the confidence then has fewer than five terms.
@@ -61,100 +61,35 @@ import random
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import httpx
 
-from translator.actions import answer_closed, thought_ended
-from translator.backends.base import Backend, BackendStats, Chunk, Continuation, GenRequest
+from translator.actions import OUTPUT_CLOSE_TAG, OUTPUT_OPEN_TAG, THOUGHT_CLOSE_TAG
+from translator.backends.base import Backend, BackendStats, Continuation, GenRequest, PrefixState
+from translator.backends.cutter import TokenCutter
 from translator.errors import ModelLoadError, TranslatorError
 from translator.result import TOP_K, TokenScore
+from translator.tokenizer import fix_tokenizer, load_tokenizer
 
 logger = logging.getLogger(__name__)
 
-_TAIL_TOKENS = 12  # as in-process: enough tokens to see a closing tag split over several tokens
-_OUTPUT_STOP = "</Output>"
-_THOUGHT_STOPS = ("</Thought>", "<Output>")
+_OUTPUT_STOP = OUTPUT_CLOSE_TAG
+_THOUGHT_STOPS = (THOUGHT_CLOSE_TAG, OUTPUT_OPEN_TAG)
 
 
-class TokState:
-    """A token prefix: the parent's prefix plus this state's own token ids (no KV: the server keeps that)."""
+class TokState(PrefixState):
+    """A token prefix only (no KV: the server keeps that)."""
 
-    __slots__ = ("parent", "tokens", "start")
-
-    def __init__(self, parent: "TokState | None", tokens: list[int]):
-        self.parent = parent
-        self.tokens = list(tokens)
-        self.start = parent.end if parent is not None else 0
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.tokens)
-
-    def all_tokens(self) -> list[int]:
-        parts, node = [], self
-        while node is not None:
-            parts.append(node.tokens)
-            node = node.parent
-        return [t for part in reversed(parts) for t in part]
-
-
-# ----- tokenizer -----------------------------------------------------------------------------------------
-
-
-def load_tokenizer(spec: str) -> tuple[Any, list[int]]:
-    """The tokenizer of a model spec, without its weights, and the stop token ids (as ``load_model``)."""
-    from transformers import AutoTokenizer
-
-    from translator.models import REGISTRY, _classify, cache_dir, file_sha256, registry_gguf
-
-    try:
-        kind, target = _classify(spec)
-        if kind in ("registry", "gguf"):
-            if kind == "registry":
-                sha, locate = REGISTRY[target].sha256, lambda: registry_gguf(REGISTRY[target])
-            else:
-                sha, locate = file_sha256(Path(target)), lambda: Path(target)
-            cached = sorted((cache_dir() / "dequantized").glob(f"{sha[:16]}-*"))
-            tokenizer = None
-            for directory in cached:  # a dequantized cache holds the same tokenizer, saved as tokenizer.json
-                try:
-                    tokenizer = AutoTokenizer.from_pretrained(directory, fix_mistral_regex=False)
-                    break
-                except Exception:  # noqa: BLE001 - a damaged cache: fall back to the GGUF
-                    continue
-            if tokenizer is None:
-                gguf = locate()
-                tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        else:
-            tokenizer = AutoTokenizer.from_pretrained(target)
-    except ModelLoadError:
-        raise
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(f"tokenizer {spec!r} could not be loaded: {exc}") from exc
-    return tokenizer, _stop_ids(tokenizer)
-
-
-def _stop_ids(tokenizer) -> list[int]:
-    """Same rule as ``translator.models._fix_special_tokens`` (tokenizer side only)."""
-    from translator.models import _CHATML_TEMPLATE
-
-    vocab = tokenizer.get_vocab()
-    if "<|im_end|>" in vocab:
-        tokenizer.eos_token = "<|im_end|>"
-        if not tokenizer.chat_template and "<|im_start|>" in vocab:
-            tokenizer.chat_template = _CHATML_TEMPLATE
-    candidates = [vocab.get("<|im_end|>"), vocab.get("<|endoftext|>"), tokenizer.eos_token_id]
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return list(dict.fromkeys(i for i in candidates if i is not None))
+    __slots__ = ()
 
 
 # ----- backend -------------------------------------------------------------------------------------------
 
 
 class OpenAIBackend(Backend):
+    state_class = TokState
+
     def __init__(self, base_url: str, served_model: str | None, tokenizer: Any, *, api_key: str | None = None,
                  concurrency: int = 8, timeout: float = 60, retries: int = 3, stop_token_ids: list[int] | None = None,
                  extra_body: dict[str, Any] | None = None, backoff: float = 0.5):
@@ -167,7 +102,7 @@ class OpenAIBackend(Backend):
             tokenizer, stops = load_tokenizer(spec)
             stop_token_ids = stop_token_ids or stops
         elif stop_token_ids is None:
-            stop_token_ids = _stop_ids(tokenizer)
+            stop_token_ids = fix_tokenizer(tokenizer)
         self._tokenizer = tokenizer
         self.stop_ids = set(stop_token_ids)
         self.served_model = served_model
@@ -187,16 +122,12 @@ class OpenAIBackend(Backend):
         self._flavor: str | None = None
         self.logprobs_source = "server:raw"
         self._text_to_id: dict[str, int] | None = None
-        self.stats_retokenized = 0
 
     # ----- plumbing ------------------------------------------------------------------------------------
     @property
     def tokenizer(self):
         return self._tokenizer
 
-    @property
-    def stats(self) -> BackendStats:
-        return self._stats
 
     def close(self) -> None:
         self._client.close()
@@ -271,17 +202,17 @@ class OpenAIBackend(Backend):
                               f"attempts ({last})")
 
     # ----- states --------------------------------------------------------------------------------------
-    def start(self, prompt: str) -> TokState:
-        return TokState(None, self._tokenizer.encode(prompt, add_special_tokens=False))
-
-    def extend(self, state: TokState, text: str) -> TokState:
-        return TokState(state, self._tokenizer.encode(text, add_special_tokens=False))
-
     def truncate(self, state: TokState, keep_tokens: int) -> TokState:
         return TokState(state.parent, state.tokens[:keep_tokens])
 
     def release(self, state: Any, *, keep_kv: bool = False) -> None:
         """Nothing to free here: the server manages its own cache."""
+
+    def score_forced(self, state: TokState, token_ids: list[int]) -> list[TokenScore]:
+        """Not offered: ``/v1/completions`` servers disagree on echoing prompt log-probs (vLLM's
+        ``prompt_logprobs``, OpenAI's ``echo``), so teacher-forced rewards need an in-process backend."""
+        raise TranslatorError("teacher-forced scoring (the forced-confidence, logprob and boostedprob rewards) "
+                              "is not available through an OpenAI-compatible server; use an in-process backend")
 
     # ----- generation ----------------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[Continuation]:
@@ -432,8 +363,6 @@ class OpenAIBackend(Backend):
             else:
                 piece = "".join(texts[i:j])
             new = self._tokenizer.encode(piece, add_special_tokens=False) if piece else []
-            if len(new) != j - i:
-                self.stats_retokenized += 1
             # Scores position by position; a longer re-tokenization repeats the run's last score.
             out.extend((tid, i + min(k, j - i - 1)) for k, tid in enumerate(new))
             i = j
@@ -441,39 +370,15 @@ class OpenAIBackend(Backend):
 
     # ----- cutting, with the in-process rules ----------------------------------------------------------
     def _cut(self, req: GenRequest, scores: list[TokenScore], server_finish: str | None) -> Continuation:
-        tokens: list[TokenScore] = []
-        starts = [0]
-        chunk_text = ""
-        finish = None
-        for score in scores:
-            if score.token_id in self.stop_ids:
-                finish = "eos"
-                break
-            tokens.append(score)
-            chunk_text += score.text
-            tail = self.decode([t.token_id for t in tokens[-_TAIL_TOKENS:]])
-            if answer_closed(tail):
-                finish = "output_closed"
-            elif req.stop_at_thought_end and thought_ended(tail):
-                finish = "thought_ended"
-            elif len(tokens) >= req.max_new_tokens:
-                finish = "length"
-            elif req.chunking.ends_after(chunk_text, len(tokens) - starts[-1], score.text):
-                starts.append(len(tokens))
-                chunk_text = ""
-            if finish:
-                break
-        if finish is None:
+        cut = TokenCutter(req, self.stop_ids, self.decode)
+        if not any(cut.feed_score(score) for score in scores):
             # The server stopped first: at the end-of-sequence token (never reported) or at the budget.
-            finish = "length" if server_finish == "length" else "eos"
-        bounds = starts + ([len(tokens)] if starts[-1] < len(tokens) else [])
-        chunks, parent = [], req.state
-        for a, b in zip(bounds, bounds[1:]):
-            part = tokens[a:b]
-            state = TokState(parent, [t.token_id for t in part])
-            chunks.append(Chunk(part, self.decode(state.tokens), state))
-            parent = state
-        return Continuation(chunks, finish)
+            cut.end("length" if server_finish == "length" else "eos")
+        states, parent = [], req.state
+        for a, b in cut.spans():
+            parent = TokState(parent, [t.token_id for t in cut.tokens[a:b]])
+            states.append(parent)
+        return cut.continuation(states)
 
 
 def _covered(offsets: list[int] | None, completion: str) -> int:

@@ -13,41 +13,24 @@ from dataclasses import dataclass, field
 import torch
 from transformers import DynamicCache
 
-from translator.actions import answer_closed, thought_ended
-from translator.backends.base import Backend, BackendStats, Chunk, Continuation, GenRequest, Sampling
+from translator.backends.base import Backend, BackendStats, Continuation, GenRequest, PrefixState, Sampling
+from translator.backends.cutter import TokenCutter
+from translator.script_guard import without
 from translator.models import LoadedModel
 from translator.result import TOP_K, TokenScore
 
-_TAIL_TOKENS = 12  # enough tokens to see a closing tag that was split over several tokens
 
+class KVState(PrefixState):
+    """A token prefix with the KV of this state's own tokens once computed."""
 
-class KVState:
-    """A token prefix: the parent's prefix plus this state's own tokens (and their KV once computed)."""
-
-    __slots__ = ("parent", "tokens", "start", "kv", "kv_len", "computed", "next_logprobs")
+    __slots__ = ("kv", "kv_len", "computed", "next_logprobs")
 
     def __init__(self, parent: "KVState | None", tokens: list[int]):
-        self.parent = parent
-        self.tokens = list(tokens)
-        self.start = parent.end if parent is not None else 0
+        super().__init__(parent, tokens)
         self.kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None  # per layer, [1, heads, kv_len, dim]
         self.kv_len = 0
         self.computed = 0  # own tokens whose KV was computed at some time (to count recomputation)
         self.next_logprobs: torch.Tensor | None = None  # distribution of the token after this prefix
-
-    @property
-    def end(self) -> int:
-        return self.start + len(self.tokens)
-
-    def path(self) -> list["KVState"]:
-        states, node = [], self
-        while node is not None:
-            states.append(node)
-            node = node.parent
-        return states[::-1]
-
-    def all_tokens(self) -> list[int]:
-        return [t for s in self.path() for t in s.tokens]
 
     @property
     def ready(self) -> bool:
@@ -58,10 +41,7 @@ class KVState:
 class _Row:
     request: GenRequest
     generator: torch.Generator | None
-    tokens: list[TokenScore]
-    chunk_starts: list[int]  # index in ``tokens`` where each chunk starts
-    chunk_text: str = ""
-    finish: str | None = None
+    cut: TokenCutter  # the row's tokens and where its actions end
     fed: int = 0  # tokens of this row already run through the model
     boundary_pending: bool = False  # the last token closed a chunk: keep the next distribution for it
     chunk_logprobs: dict[int, torch.Tensor] = field(default_factory=dict)  # chunk index -> next distribution
@@ -70,6 +50,8 @@ class _Row:
 
 class TransformersBackend(Backend):
     logprobs_source = "raw"
+    masks_tokens = True
+    state_class = KVState
 
     def __init__(self, loaded: LoadedModel, *, reuse_cache: bool = True, batch: bool = True, max_batch: int = 16):
         self.loaded = loaded
@@ -86,17 +68,8 @@ class TransformersBackend(Backend):
     def tokenizer(self):
         return self.loaded.tokenizer
 
-    @property
-    def stats(self) -> BackendStats:
-        return self._stats
 
     # ----- states -------------------------------------------------------------------------------------
-    def start(self, prompt: str) -> KVState:
-        return KVState(None, self.tokenizer.encode(prompt, add_special_tokens=False))
-
-    def extend(self, state: KVState, text: str) -> KVState:
-        return KVState(state, self.tokenizer.encode(text, add_special_tokens=False))
-
     def truncate(self, state: KVState, keep_tokens: int) -> KVState:
         cut = KVState(state.parent, state.tokens[:keep_tokens])
         n = min(state.kv_len, keep_tokens)
@@ -216,18 +189,21 @@ class TransformersBackend(Backend):
         mask = torch.zeros(len(requests), width, dtype=torch.long, device=device)
         for b, n in enumerate(lengths):
             mask[b, width - n :] = 1
-        rows = [_Row(r, _generator(r), [], [0]) for r in requests]
+        rows = [_Row(r, _generator(r), TokenCutter(r, self.stop_ids, self.decode)) for r in requests]
         logprobs = torch.stack([prepared[id(r.state)][1] for r in requests])
         active = list(range(len(rows)))  # rows still in the batch, in cache order
         step = 0
         while active:
             top_lp, top_ids = logprobs.topk(TOP_K, dim=-1)
-            chosen = [_sample(logprobs[j], rows[b].request.sampling, rows[b].generator) for j, b in enumerate(active)]
+            chosen = [_sample(without(logprobs[j], rows[b].cut.banned()), rows[b].request.sampling, rows[b].generator)
+                      for j, b in enumerate(active)]
             for j, b in enumerate(active):
-                self._accept(rows[b], chosen[j], float(logprobs[j, chosen[j]]), top_ids[j].tolist(), top_lp[j].tolist())
-            keep = [j for j, b in enumerate(active) if rows[b].finish is None]
+                row = rows[b]
+                row.cut.feed(chosen[j], float(logprobs[j, chosen[j]]), top_ids[j].tolist(), top_lp[j].tolist())
+                row.boundary_pending = row.cut.boundary
+            keep = [j for j, b in enumerate(active) if rows[b].cut.finish is None]
             for j, b in enumerate(active):
-                if rows[b].finish is not None:
+                if rows[b].cut.finish is not None:
                     self._finish_row(rows[b], cache, j, width)
             if not keep:
                 break
@@ -244,41 +220,44 @@ class TransformersBackend(Backend):
                 row = rows[b]
                 row.fed += 1
                 if row.boundary_pending and self.reuse_cache:
-                    row.chunk_logprobs[len(row.chunk_starts) - 2] = logprobs[j].clone()
+                    row.chunk_logprobs[len(row.cut.starts) - 2] = logprobs[j].clone()
                 row.boundary_pending = False
-        self._stats.generated_tokens += sum(len(r.tokens) for r in rows)
-        return [self._continuation(r) for r in rows]
+        self._stats.generated_tokens += sum(len(r.cut.tokens) for r in rows)
+        return [r.cut.continuation(r.states) for r in rows]
 
-    def _accept(self, row: _Row, token: int, logprob: float, top_ids: list[int], top_lp: list[float]) -> None:
-        """Take one sampled token into a row: stop, chunk boundary, or carry on."""
-        req = row.request
-        if token in self.stop_ids:
-            row.finish = "eos"
-            return
-        text = self.tokenizer.decode([token])
-        row.tokens.append(TokenScore(token, text, logprob, top_ids, top_lp))
-        row.chunk_text += text
-        tail = self.decode([t.token_id for t in row.tokens[-_TAIL_TOKENS:]])
-        if answer_closed(tail):
-            row.finish = "output_closed"
-        elif req.stop_at_thought_end and thought_ended(tail):
-            row.finish = "thought_ended"
-        elif len(row.tokens) >= req.max_new_tokens:
-            row.finish = "length"
-        elif req.chunking.ends_after(row.chunk_text, len(row.tokens) - row.chunk_starts[-1], text):
-            row.chunk_starts.append(len(row.tokens))
-            row.chunk_text = ""
-            row.boundary_pending = True
+    @torch.inference_mode()
+    def score_forced(self, state: KVState, token_ids: list[int]) -> list[TokenScore]:
+        """Teacher forcing on top of the state's cached prefix: the first token's distribution is the one the
+        prefix already yields (kept, or computed once by ``_prepare``), the others come from one forward over
+        ``token_ids[:-1]``. The continuation's KV is not kept: the state is left as it was."""
+        if not token_ids:
+            return []
+        past_kv, first = self._prepare(state)
+        device = self.model.device
+        dists = [first.unsqueeze(0)]
+        rest = token_ids[:-1]
+        if rest:
+            out = self.model(input_ids=torch.tensor([rest], device=device),
+                             past_key_values=DynamicCache.from_legacy_cache(tuple(past_kv)),
+                             attention_mask=torch.ones(1, state.end + len(rest), dtype=torch.long, device=device),
+                             position_ids=torch.arange(state.end, state.end + len(rest), device=device).unsqueeze(0),
+                             use_cache=True)
+            self._stats.forward_calls += 1
+            self._stats.forwarded_tokens += len(rest)
+            dists.append(out.logits[0].float().log_softmax(-1))
+        logprobs = torch.cat(dists)
+        top_lp, top_ids = logprobs.topk(TOP_K, dim=-1)
+        chosen = logprobs.gather(1, torch.tensor(token_ids, device=device).unsqueeze(1))[:, 0].tolist()
+        return [TokenScore(t, self.tokenizer.decode([t]), lp, ids, lps)
+                for t, lp, ids, lps in zip(token_ids, chosen, top_ids.tolist(), top_lp.tolist())]
 
     def _finish_row(self, row: _Row, cache: DynamicCache, j: int, width: int) -> None:
         """Cut the finished row's KV out of the batch cache into its chunk states."""
-        bounds = row.chunk_starts + ([len(row.tokens)] if row.chunk_starts[-1] < len(row.tokens) else [])
         parent = row.request.state
         layers = _legacy(cache) if self.reuse_cache else None
         row.states = []
-        for c in range(len(bounds) - 1):
-            s, e = bounds[c], bounds[c + 1]
-            state = KVState(parent, [t.token_id for t in row.tokens[s:e]])
+        for c, (s, e) in enumerate(row.cut.spans()):
+            state = KVState(parent, [t.token_id for t in row.cut.tokens[s:e]])
             fed = max(0, min(e, row.fed) - s)
             state.computed = fed
             if layers is not None and fed:
@@ -288,14 +267,6 @@ class TransformersBackend(Backend):
                 state.next_logprobs = row.chunk_logprobs[c]
             row.states.append(state)
             parent = state
-
-    def _continuation(self, row: _Row) -> Continuation:
-        bounds = row.chunk_starts + ([len(row.tokens)] if row.chunk_starts[-1] < len(row.tokens) else [])
-        chunks = []
-        for c, state in enumerate(row.states):
-            toks = row.tokens[bounds[c] : bounds[c + 1]]
-            chunks.append(Chunk(toks, self.decode([t.token_id for t in toks]), state))
-        return Continuation(chunks, row.finish or "length")
 
 
 def _legacy(cache: DynamicCache) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
 from translator.backends.base import Backend
+from translator.errors import InputError
 from translator.prompt import TranslationRequest
 from translator.result import TranslationResult
 
@@ -23,9 +24,34 @@ class Progress:
 
 
 @dataclass
+class TokenProgress:
+    """Tokens generated so far by one ``translate`` call, reported as they come (every token in process,
+    every server reply over HTTP), for progress lines and the app's live text."""
+
+    tokens: int  # generated so far by this call, all its segments together
+    elapsed_s: float
+    segment: int  # index of the request whose text just grew
+    _text: Callable[[], str] = field(repr=False, default=lambda: "")
+
+    @property
+    def text(self) -> str:
+        """That segment's raw output so far, decoded when read (decoding every token would cost)."""
+        return self._text()
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.tokens / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+
+@dataclass
 class Hooks:
-    on_progress: Callable[[Progress], None] | None = None
-    should_stop: Callable[[], bool] | None = None  # polled between search iterations; True returns best so far
+    """Optional callbacks into a running translation; all strategies honour all of them."""
+
+    on_progress: Callable[[Progress], None] | None = None  # mcts: after every search iteration
+    # True stops the run and returns what is there: mcts checks between iterations and returns the best so
+    # far, direct and cot at every token and return the text they have (finish "stopped").
+    should_stop: Callable[[], bool] | None = None
+    on_tokens: Callable[[TokenProgress], None] | None = None
 
 
 class Strategy(ABC):
@@ -33,6 +59,8 @@ class Strategy(ABC):
     Config: ClassVar[type]
     # True when several segments can be decoded in one batch (the batch tool then groups them).
     batches_segments: ClassVar[bool] = False
+    # True when the model is asked for the Thought/Output format, so whether it closed it is worth reporting.
+    reasoning: ClassVar[bool] = True
 
     def __init__(self, backend: Backend, config: Any):
         self.backend = backend
@@ -46,3 +74,17 @@ class Strategy(ABC):
         from dataclasses import asdict
 
         return asdict(self.config)
+
+
+DEFAULT_THOUGHT_BUDGET = 256
+
+
+def resolve_thought_budget(budget: int | None, max_new_tokens: int, strategy: str) -> int:
+    """The budget to use: None means the default, capped at half of max_new_tokens so the forced answer has
+    room; a given budget must leave room too."""
+    if budget is None:
+        return min(DEFAULT_THOUGHT_BUDGET, max(1, max_new_tokens // 2))
+    if budget < 0 or (budget and budget >= max_new_tokens):
+        raise InputError(f"invalid {strategy} options: thought_budget must be 0 (no budget) or between 1 and "
+                         f"max_new_tokens - 1 ({max_new_tokens - 1}), got {budget}")
+    return budget

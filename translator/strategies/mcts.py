@@ -1,8 +1,10 @@
 """``mcts``: Marco-o1's Monte Carlo Tree Search over reasoning actions, with the confidence reward.
 
-One iteration selects up to ``parallel`` leaves by UCT, samples new children for each (K per node in all),
-and rolls every new child out to a terminal answer in the same batched generation: the child is the first
-action of that generation, the rollout the rest. All of it stays in the tree (see ``translator.mcts``).
+The algorithm (parallel UCT, virtual visits, budget, release) is ``translator.mcts.parallel_uct``; this
+module is its model side, the ``Expander``: it turns the planned children of up to ``parallel`` leaves into
+one batched generation (the child is the first action of that generation, the rollout the rest, and all of
+it stays in the tree), handles thought tags, budget forcing and reflection, and scores each rollout with
+the reward. Then it picks the final answer (``translator.selection``).
 With ``reflection`` on, the first time a path closes its thought the closing tag is cut and the paper's
 sentence is injected; the model then goes on thinking from there.
 """
@@ -11,21 +13,33 @@ from __future__ import annotations
 
 import hashlib
 import math
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from translator.actions import GRANULARITIES, THOUGHT_END, Chunking, thought_ended
+from translator.actions import GRANULARITIES, THOUGHT_END, Chunking, answer_opened, thought_ended
 from translator.backends.base import Chunk, Continuation, GenRequest, Sampling
-from translator.errors import InputError
-from translator.mcts import Node, backpropagate, can_expand, chosen_path, exhausted, iter_nodes, select, to_search_tree
-from translator.parse import parse_answer
-from translator.prompt import THOUGHT_OPEN, TranslationRequest, build_prompt
+from translator.errors import InputError, at_least, check_options
+from translator.mcts import Expansion, Node, UctConfig, UctRun, chosen_path, parallel_uct, to_search_tree
+from translator.lexicon.markup import strip_markup
+from translator.parse import ParsedAnswer, parse_answer
+from translator.prompt import FORCE_ANSWER, THOUGHT_OPEN, TranslationRequest, build_prompt, prompt_head
 from translator.result import Alternative, PathStep, TranslationResult, mean_confidence
-from translator.rewards import (REWARDS, BackTranslationReward, CombinedReward, CometQEReward, ConfidenceReward,
-                                Reward, RolloutPath)
-from translator.strategies.base import Hooks, Progress, Strategy
+from translator.script_guard import answer_ban
+from translator.rewards import (Reward, RewardContext, RolloutPath, direct_back_translator, make_reward,
+                                reward_configs)
+from translator.selection import SELECT_RULES, Candidate, rank
+from translator.strategies.base import Hooks, Progress, Strategy, TokenProgress, resolve_thought_budget
 
 REFLECTION = "\n\nWait! Maybe I made some mistakes! I need to rethink from scratch.\n\n"
+# The refine action reopens a finished draft: the paper's sentence, what to check, then a new Output.
+REFINE = ("\n<Thought>\nWait! Maybe I made some mistakes! I need to rethink from scratch.\n"
+          "Check the translation above against the source: the meaning of each tricky term here, anything "
+          "left out or added, the tone. Then write the corrected translation.\n")
+REFINE_ROOM = 32  # tokens a path must have left for a revision to be worth starting
+# The sense action: the thought's first line (the prompt's "Terms:" part) commits to one sense of a noted term.
+SENSE = 'Terms: {term} here means "{sense}".'
+_TAG_TAIL = 16  # characters of a parent's text that may hold the start of a tag its child completes
 
 
 @dataclass
@@ -38,38 +52,50 @@ class MctsConfig:
     top_p: float = 0.95
     top_k: int = 0
     max_new_tokens: int = 768  # per path, prompt excluded
+    thought_budget: int | None = None  # per path: thought tokens before the answer is forced; 0 = none; None = auto
     reflection: bool = False
-    reward: str = "confidence"
+    refine: bool = False  # reopen each path's finished draft once for revision (a new thought, then a new Output)
+    senses: bool = False  # the root's children each start the thought with another sense of the first noted term
+    reward: str = "consensus"  # the best of the rewards against human MQM judgements (README); "confidence" is the paper's
     comet_model: str | None = None  # for reward=comet-qe: a CometKiwi name or local checkpoint
     seed: int = 0
     parallel: int = 3  # leaves expanded per iteration: more rows per batched forward pass
     max_seconds: float | None = None  # optional extra budget
     max_tree_tokens: int | None = None  # optional extra budget
+    select: str = "visits"  # the final choice: visits (the paper's), reward or mbr (see translator.selection)
+    select_with_direct: bool = False  # add the direct translation (one greedy decode) as a candidate
+    fallback: bool = True  # a search none of whose rollouts reached a translation answers as direct
+    script_guard: bool = True  # Outputs into English etc. never write Chinese characters (translator.script_guard)
 
-    def validate(self) -> None:
-        problems = []
-        if self.granularity not in GRANULARITIES:
-            problems.append(f"granularity must be one of {', '.join(GRANULARITIES)}")
-        if self.rollouts < 1:
-            problems.append("rollouts must be at least 1")
-        if self.children < 1:
-            problems.append("children must be at least 1")
-        if self.parallel < 1:
-            problems.append("parallel must be at least 1")
-        if self.temperature <= 0:
-            problems.append("temperature must be > 0: the search samples its children")
-        if not 0 < self.top_p <= 1:
-            problems.append("top_p must be in (0, 1]")
-        if self.exploration < 0:
-            problems.append("exploration must be >= 0")
-        if self.max_new_tokens < 8:
-            problems.append("max_new_tokens must be at least 8")
-        if self.reward not in REWARDS:
-            problems.append(f"reward must be one of {', '.join(REWARDS)}")
-        if self.reward == "comet-qe" and not self.comet_model:
-            problems.append("reward comet-qe needs comet_model (a CometKiwi name or a local checkpoint)")
-        if problems:
-            raise InputError("invalid mcts options: " + "; ".join(problems))
+    def __post_init__(self) -> None:
+        check_options("mcts", [
+            None if self.granularity in GRANULARITIES else f"granularity must be one of {', '.join(GRANULARITIES)}",
+            at_least("rollouts", self.rollouts, 1),
+            at_least("children", self.children, 1),
+            at_least("parallel", self.parallel, 1),
+            None if self.temperature > 0 else "temperature must be > 0: the search samples its children",
+            None if 0 < self.top_p <= 1 else "top_p must be in (0, 1]",
+            at_least("top_k", self.top_k, 0),
+            at_least("exploration", self.exploration, 0),
+            at_least("max_new_tokens", self.max_new_tokens, 8),
+            None if self.max_seconds is None or self.max_seconds > 0 else "max_seconds must be > 0",
+            at_least("max_tree_tokens", self.max_tree_tokens, 1),
+            None if self.select in SELECT_RULES else f"select must be one of {', '.join(SELECT_RULES)}",
+            "select_with_direct needs select reward or mbr: the tree never visits the direct candidate"
+            if self.select_with_direct and self.select == "visits" else None,
+            self._reward_problem(),
+        ])
+        self.thought_budget = resolve_thought_budget(self.thought_budget, self.max_new_tokens, "mcts")
+
+    def _reward_problem(self) -> str | None:
+        try:
+            reward_configs(self.reward, self.reward_options())
+        except InputError as exc:
+            return str(exc)
+        return None
+
+    def reward_options(self) -> dict:
+        return {"comet_model": self.comet_model}
 
 
 class Mcts(Strategy):
@@ -77,27 +103,15 @@ class Mcts(Strategy):
     Config = MctsConfig
 
     def __init__(self, backend, config: MctsConfig):
-        config.validate()
         super().__init__(backend, config)
         self.chunking = Chunking.parse(config.granularity)
+        self.refine_ids = backend.tokenizer.encode(REFINE, add_special_tokens=False)  # once, not per draft
         self.sampling = Sampling(config.temperature, config.top_p, config.top_k)
         self.reward = self._build_reward()
 
     def _build_reward(self) -> Reward:
-        name = self.config.reward
-        if name == "confidence":
-            return ConfidenceReward()
-        if name == "comet-qe":
-            return CometQEReward(self.config.comet_model)
-        back = BackTranslationReward(self._back_translate)
-        return back if name == "backtranslation" else CombinedReward([(ConfidenceReward(), 1.0), (back, 1.0)])
-
-    def _back_translate(self, texts: list[str], request: TranslationRequest) -> list[str]:
-        from translator.strategies.greedy import Direct, DirectConfig
-
-        reverse = [TranslationRequest(t, request.tgt, request.src) for t in texts]
-        config = DirectConfig(max_new_tokens=max(16, self.config.max_new_tokens // 2))
-        return [r.translation for r in Direct(self.backend, config).translate(reverse)]
+        back = direct_back_translator(self.backend, max(16, self.config.max_new_tokens // 2))
+        return make_reward(self.config.reward, RewardContext(self.backend, back), self.config.reward_options())
 
     def translate(self, requests: list[TranslationRequest], hooks: Hooks | None = None) -> list[TranslationResult]:
         tokenizer = self.backend.tokenizer
@@ -115,8 +129,12 @@ class _Search:
         self.request = request
         self.hooks = hooks
         self.nodes: list[Node] = []
-        self.rollouts = 0
         self.terminals: list[tuple[Node, float, dict]] = []
+        self.generated = 0  # tokens so far, for Hooks.on_tokens
+        self.started = time.perf_counter()
+        self._count_lock = threading.Lock()  # an HTTP backend's rows report from threads
+        self.ban = answer_ban(self.backend, request.tgt, self.cfg.script_guard)
+        self._direct_made: tuple[Candidate, TranslationResult, dict] | None = None
 
     def _new(self, parent: Node | None, kind: str, state, token_ids, scores, text: str) -> Node:
         node = Node(id=len(self.nodes), parent=parent, kind=kind, state=state, token_ids=list(token_ids),
@@ -124,8 +142,14 @@ class _Search:
         if parent is not None:
             node.depth = parent.depth + 1
             node.path_tokens = parent.path_tokens + len(node.token_ids)
-            node.reflected = parent.reflected or kind == "reflection"
-            node.thought_ended = parent.thought_ended or thought_ended(text)
+            node.reflected = parent.reflected or kind in ("reflection", "refine")
+            node.refined = parent.refined or kind == "refine"
+            if kind == "refine":  # a new thought begins after the injected text, with a budget of its own
+                node.thought_ended, node.thought_from = False, node.path_tokens
+            else:
+                node.thought_ended, node.thought_from = parent.thought_ended or thought_ended(text), parent.thought_from
+                # the tag may be split between the parent's last tokens and this node's first
+                node.in_answer = parent.in_answer or answer_opened(parent.text[-_TAG_TAIL:] + text)
             parent.children.append(node)
         self.nodes.append(node)
         return node
@@ -134,31 +158,54 @@ class _Search:
         digest = hashlib.sha256(f"{self.cfg.seed}:{node.id}:{index}".encode()).digest()
         return int.from_bytes(digest[:8], "little") & (2**63 - 1)
 
-    def _request(self, node: Node, index: int) -> GenRequest:
-        return GenRequest(node.state, max(1, self.cfg.max_new_tokens - node.path_tokens), self.s.sampling,
-                          seed=self._seed(node, index), chunking=self.s.chunking,
-                          stop_at_thought_end=self.cfg.reflection and not node.reflected and not node.thought_ended)
+    def _request(self, node: Node, index: int) -> tuple[GenRequest, bool]:
+        """The generation request for a new child of ``node``, and whether the thought budget caps it."""
+        left = self.cfg.max_new_tokens - node.path_tokens
+        thought_left = self.cfg.thought_budget - (node.path_tokens - node.thought_from)
+        capped = bool(self.cfg.thought_budget) and not node.thought_ended and thought_left < left
+        if capped:
+            left = thought_left
+        request = GenRequest(node.state, max(1, left), self.s.sampling, seed=self._seed(node, index),
+                             chunking=self.s.chunking,
+                             stop_at_thought_end=self.cfg.reflection and not node.reflected and not node.thought_ended,
+                             on_tokens=self._count if self.hooks.on_tokens else None,
+                             answer_ban=self.ban, in_answer=node.in_answer)
+        return request, capped
+
+    def _force_answer(self, node: Node) -> Node:
+        """Budget forcing on a path whose thought reached its budget: close it and open the Output. Nothing
+        else may follow such a thought, so the node takes no other child."""
+        node.max_children = 1
+        return self._inject(node, "force", FORCE_ANSWER)
+
+    def _inject(self, parent: Node, kind: str, text: str) -> Node:
+        """A child of forced text (reflection, budget forcing, refine, sense): encoded once, by the backend's
+        ``extend``, whose state holds its ids; no log-probs."""
+        state = self.backend.extend(parent.state, text)
+        return self._new(parent, kind, state, state.tokens, [], text)
+
+    def _count(self, tokens: list) -> None:
+        with self._count_lock:
+            self.generated += len(tokens)
+            generated = self.generated
+        self.hooks.on_tokens(TokenProgress(generated, time.perf_counter() - self.started, 0))
 
     def run(self) -> TranslationResult:
         start = time.perf_counter()
         stats0 = (self.backend.stats.forwarded_tokens, self.backend.stats.recomputed_tokens,
                   self.backend.stats.generated_tokens)
-        root = self._new(None, "root", self.backend.start(self.prompt), [], [], "")
-        iterations = 0
-        while self.rollouts < self.cfg.rollouts and not self._out_of_budget(start):
-            if self.hooks.should_stop and self.rollouts and self.hooks.should_stop():
-                break
-            plan = self._plan(root)
-            if not plan:
-                break
-            self._expand(plan)
-            self._release(root)
-            iterations += 1
+        root = self._new(None, "root", self.backend.start(self.prompt, head=prompt_head(self.prompt)), [], [], "")
+
+        def progress(run: UctRun) -> None:
             if self.hooks.on_progress:
                 best = self._best()
-                self.hooks.on_progress(Progress(self.rollouts, self.cfg.rollouts, best[0], best[1],
+                self.hooks.on_progress(Progress(run.rollouts, self.cfg.rollouts, best[0], best[1],
                                                 time.perf_counter() - start))
-        return self._result(root, start, iterations, stats0)
+
+        config = UctConfig(self.cfg.rollouts, self.cfg.children, self.cfg.exploration, self.cfg.parallel)
+        run = parallel_uct(root, self, config, out_of_budget=lambda: self._out_of_budget(start),
+                           should_stop=self.hooks.should_stop, on_iteration=progress)
+        return self._result(root, start, run, stats0)
 
     def _out_of_budget(self, start: float) -> bool:
         if self.cfg.max_seconds is not None and time.perf_counter() - start >= self.cfg.max_seconds:
@@ -166,51 +213,68 @@ class _Search:
         tree_tokens = sum(len(n.token_ids) for n in self.nodes[1:])
         return self.cfg.max_tree_tokens is not None and tree_tokens >= self.cfg.max_tree_tokens
 
-    def _plan(self, root: Node) -> list[tuple[Node, int, int]]:
-        """Pick leaves for this iteration: (leaf, index of its first new child, how many).
-
-        Children in flight count as virtual visits, which spreads parallel picks apart."""
-        plan: list[tuple[Node, int, int]] = []
-        left = self.cfg.rollouts - self.rollouts
-        for _ in range(self.cfg.parallel):
-            if left <= 0:
-                break
-            leaf = select(root, self.cfg.children, self.cfg.exploration)
-            if leaf is None:
-                break
-            n = min(self.cfg.children - len(leaf.children) - leaf.pending, left)
-            plan.append((leaf, len(leaf.children) + leaf.pending, n))
-            leaf.pending += n
-            for node in leaf.path():
-                node.virtual += n
-            left -= n
-        return plan
-
-    def _expand(self, plan: list[tuple[Node, int, int]]) -> None:
-        """Sample the planned children and roll each out to a terminal answer, all in one batch."""
-        jobs = [(leaf, self._request(leaf, first + i)) for leaf, first, n in plan for i in range(n)]
+    def expand(self, plan: list[Expansion]) -> list[tuple[Node, float]]:
+        """Sample the planned children and roll each out to a terminal answer, all in one batch; the scored
+        terminals (the ``Expander`` side of ``translator.mcts.parallel_uct``)."""
+        jobs = []
+        for e in plan:
+            for i in range(e.count):
+                sense = self._sense_node(e.leaf, e.first + i)
+                node, index = (sense, 0) if sense else (e.leaf, e.first + i)
+                jobs.append((node, *self._request(node, index)))
         finished: list[Node] = []
         while jobs:
-            continuations = self.backend.generate([req for _, req in jobs])
+            continuations = self.backend.generate([req for _, req, _ in jobs])
             next_jobs = []
-            for (parent, _), cont in zip(jobs, continuations):
-                last = self._attach(parent, cont)
-                if cont.finish == "thought_ended":
-                    reflection = self._new(last, "reflection", self.backend.extend(last.state, REFLECTION),
-                                           self.backend.tokenizer.encode(REFLECTION, add_special_tokens=False),
-                                           [], REFLECTION)
-                    next_jobs.append((reflection, self._request(reflection, 0)))
+            for (parent, _, capped), cont in zip(jobs, continuations):
+                goes_on = capped and cont.finish == "length"  # stopped by the thought budget, not the path's
+                refine = self._refines(parent, cont)
+                last = self._attach(parent, cont, goes_on or refine)
+                if refine:  # only the revision may follow a finished draft
+                    last.max_children = 1
+                    node = self._inject(last, "refine", REFINE)
+                    next_jobs.append((node, *self._request(node, 0)))
+                elif cont.finish == "thought_ended":
+                    reflection = self._inject(last, "reflection", REFLECTION)
+                    next_jobs.append((reflection, *self._request(reflection, 0)))
+                elif goes_on:
+                    # A thought that closed inside this continuation goes on as it was; one at its budget is forced.
+                    node = last if last.thought_ended else self._force_answer(last)
+                    next_jobs.append((node, *self._request(node, 0)))
                 else:
                     finished.append(last)
             jobs = next_jobs
-        for leaf, _, n in plan:
-            leaf.pending -= n
-            for node in leaf.path():
-                node.virtual -= n
-        self._score(finished)
+        return self._score(finished)
 
-    def _attach(self, parent: Node, cont: Continuation) -> Node:
-        """Hang a continuation under ``parent`` as a chain of action nodes; returns the last one."""
+    def release(self, node: Node, *, keep_kv: bool) -> None:
+        self.backend.release(node.state, keep_kv=keep_kv)
+
+    def _sense_node(self, leaf: Node, index: int) -> Node | None:
+        """With ``senses``, the root's child ``index`` begins its thought with the ``index``-th sense (in
+        turn) of the first noted term that has several: the tree branches on what the term means here,
+        the decision a translator makes first, rather than on sampling noise. None otherwise."""
+        if not self.cfg.senses or leaf.parent is not None:
+            return None
+        hint = next((h for h in self.request.hints if len(h.senses) > 1), None)
+        if hint is None:
+            return None
+        text = SENSE.format(term=hint.term, sense=hint.senses[index % len(hint.senses)])
+        return self._inject(leaf, "sense", text)
+
+    def _refines(self, parent: Node, cont: Continuation) -> bool:
+        """Whether the draft this continuation just finished is reopened (``refine``): once per path, when
+        the draft has a translation and the path has room left for a revision."""
+        if not (self.cfg.refine and cont.finish == "output_closed" and cont.chunks and not parent.refined):
+            return False
+        room = self.cfg.max_new_tokens - parent.path_tokens - len(cont.tokens) - len(self.s.refine_ids)
+        if room < REFINE_ROOM:
+            return False
+        ids = [t for n in parent.path() for t in n.token_ids] + [t.token_id for t in cont.tokens]
+        return bool(parse_answer(THOUGHT_OPEN + self.backend.decode(ids)).translation)
+
+    def _attach(self, parent: Node, cont: Continuation, goes_on: bool = False) -> Node:
+        """Hang a continuation under ``parent`` as a chain of action nodes; returns the last one, terminal
+        unless the path ``goes_on`` (paused at the thought budget, or a draft to refine)."""
         chunks = cont.chunks
         if cont.finish == "thought_ended":
             chunks = self._cut_thought_end(chunks)
@@ -218,7 +282,7 @@ class _Search:
         for chunk in chunks:
             node = self._new(node, self.cfg.granularity, chunk.state, [t.token_id for t in chunk.tokens],
                              chunk.tokens, chunk.text)
-        if cont.terminal:
+        if cont.terminal and not goes_on:
             if node is parent:  # the model ended the answer at once: an empty terminal action
                 node = self._new(parent, self.cfg.granularity, None, [], [], "")
             node.terminal = True
@@ -246,34 +310,35 @@ class _Search:
             seen += len(chunk.tokens)
         return out
 
-    def _score(self, finished: list[Node]) -> None:
+    def _parse_path(self, nodes: list[Node]) -> tuple[str, ParsedAnswer, list[str]]:
+        """A path's raw text, its parsed answer (a revision left empty: the draft before it stands) and the
+        dictionary markup removed from the translation."""
+        text = self.backend.decode([t for n in nodes for t in n.token_ids])
+        parsed = parse_answer(THOUGHT_OPEN + text)
+        refine = next((i for i, n in enumerate(nodes) if n.kind == "refine"), None)
+        if not parsed.translation and refine is not None:
+            draft = parse_answer(THOUGHT_OPEN + self.backend.decode([t for n in nodes[:refine] for t in n.token_ids]))
+            parsed = replace(draft, thought=parsed.thought)
+        translation, cleanup = strip_markup(parsed.translation, self.request.hints,
+                                            chinese_target=self.request.tgt.code == "zh")
+        return text, replace(parsed, translation=translation), cleanup
+
+    def _score(self, finished: list[Node]) -> list[tuple[Node, float]]:
         paths = []
         for leaf in finished:
             nodes = leaf.path()
-            text = self.backend.decode([t for n in nodes for t in n.token_ids])
-            parsed = parse_answer(THOUGHT_OPEN + text)
+            text, parsed, _ = self._parse_path(nodes)
             paths.append(RolloutPath(self.request, [s for n in nodes for s in n.scores], text, parsed.translation))
+        scored = []
         for leaf, path, value in zip(finished, paths, self.s.reward.score(paths)):
             reward, details = value.value, {"translation": path.translation, **value.details}
             if not path.translation:
                 # A rollout that never reached an answer is worth nothing, however confident: repetition
                 # loops cut by the token budget are exactly what a small model is most confident about.
                 reward, details = 0.0, {**details, "raw_value": value.value, "reason": "no translation: reward 0"}
-            backpropagate(leaf, reward)
             self.terminals.append((leaf, reward, details))
-            self.rollouts += 1
-            if leaf.state is not None:
-                self.backend.release(leaf.state)
-
-    def _release(self, root: Node) -> None:
-        """Free what no future expansion can use: KV under exhausted subtrees, distributions of full nodes."""
-        for node in iter_nodes(root):
-            if node.state is None:
-                continue
-            if exhausted(node, self.cfg.children):
-                self.backend.release(node.state)
-            elif not can_expand(node, self.cfg.children):
-                self.backend.release(node.state, keep_kv=True)
+            scored.append((leaf, reward))
+        return scored
 
     def _best(self) -> tuple[str, float | None]:
         if not self.terminals:
@@ -281,33 +346,88 @@ class _Search:
         leaf, value, details = max(self.terminals, key=lambda t: t[1])
         return details["translation"], value
 
-    def _result(self, root: Node, start: float, iterations: int, stats0) -> TranslationResult:
-        path = chosen_path(root)
+    def _direct(self) -> tuple[Candidate, TranslationResult, dict]:
+        """The ``direct`` translation (one greedy decode, made once per search) as a candidate, scored by the
+        search's reward; the candidate is a fresh copy each time (ranking sets its score)."""
+        if self._direct_made is None:
+            from translator.strategies.greedy import fallback_direct
+
+            res = fallback_direct(self.backend, self.cfg).translate([self.request])[0]
+            value = self.s.reward.score([RolloutPath(self.request, res.tokens, res.raw_output, res.translation)])[0]
+            self._direct_made = Candidate(res.translation, value.value), res, value.details
+        candidate, res, details = self._direct_made
+        return replace(candidate), res, details
+
+    def _select(self, root: Node, rule: str):
+        """The chosen path (``[root]`` when the direct translation is used), the direct candidate, result and
+        details if it is used, every candidate ranked by ``rule``, and whether the direct translation is a
+        fallback: no rollout reached a translation, so the search answers as ``direct`` would. Under the
+        visits rule, a most-visited chain that ends without a translation gives way to the most-visited
+        terminal that has one."""
+        direct = self._direct() if self.cfg.select_with_direct else None
+        candidates = [Candidate(d["translation"], value, node) for node, value, d in self.terminals]
+        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
+        if not ranked and self.cfg.fallback:
+            direct = direct or self._direct()
+            return [root], direct, rank([direct[0]], rule), True
+        if rule == "visits" or not ranked:
+            path = chosen_path(root)
+            if not ranked or any(node is path[-1] and d["translation"] for node, _, d in self.terminals):
+                return path, None, ranked, False
+        if ranked[0].node is None:
+            return [root], direct, ranked, False
+        return ranked[0].node.path(), None, ranked, False
+
+    def _selections(self, root: Node) -> dict[str, str]:
+        """The translation each ``--select`` rule returns from this very tree (with this search's direct
+        candidate, if it has one), so one search compares the rules (``eval.bench`` scores each)."""
+        out = {}
+        for rule in SELECT_RULES:
+            path, direct_won, _, _ = self._select(root, rule)
+            out[rule] = direct_won[0].translation if direct_won else self._parse_path(path)[1].translation
+        return out
+
+    def _result(self, root: Node, start: float, run: UctRun, stats0) -> TranslationResult:
+        path, direct_won, ranked, fallback = self._select(root, self.cfg.select)
         leaf = path[-1]
-        text = self.backend.decode([t for n in path for t in n.token_ids])
-        parsed = parse_answer(THOUGHT_OPEN + text)
+        text, parsed, cleanup = self._parse_path(path)
+        translation = parsed.translation
         tokens = [s for n in path for s in n.scores]
         chosen = next((t for t in self.terminals if t[0] is leaf), None)
-        alternatives = {}
-        for node, value, details in sorted(self.terminals, key=lambda t: -t[1]):
-            tr = details["translation"]
-            if tr and tr != parsed.translation and tr not in alternatives:
-                alternatives[tr] = Alternative(tr, value, node.visits, node.id)
+        final = direct_won[0].translation if direct_won else translation
+        alternatives = [Alternative(c.translation, c.reward, c.node.visits if c.node else 0,
+                                    c.node.id if c.node else -1, c.score)
+                        for c in ranked if c.translation != final]
         stats = self.backend.stats
         tree = to_search_tree(root, path)
-        return TranslationResult(
+        result = TranslationResult(
             source=self.request.text, src_lang=self.request.src.code, tgt_lang=self.request.tgt.code,
-            translation=parsed.translation, thought=parsed.thought, raw_output=text, strategy="mcts",
+            translation=translation, thought=parsed.thought, raw_output=text, strategy="mcts",
             model=self.backend.name, params=self.s.params(), tokens_generated=stats.generated_tokens - stats0[2],
             wall_time_s=time.perf_counter() - start, format_ok=parsed.format_ok, confidence=mean_confidence(tokens),
             logprobs_source=self.backend.logprobs_source, tokens=tokens,
             steps=[PathStep(n.id, n.kind, n.text, len(n.token_ids), mean_confidence(n.scores), n.visits, n.mean)
                    for n in path[1:]],
-            tree=tree, alternatives=list(alternatives.values())[:5],
-            reward={"name": self.s.reward.name, "value": chosen[1] if chosen else None,
+            tree=tree, alternatives=alternatives[:5],
+            reward={"name": self.s.reward.name, "select": self.cfg.select, "value": chosen[1] if chosen else None,
                     "details": chosen[2] if chosen else {}},
-            stats={"rollouts": self.rollouts, "iterations": iterations, "nodes": len(self.nodes),
+            stats={"rollouts": run.rollouts, "iterations": run.iterations, "nodes": len(self.nodes),
                    "tree_tokens": tree.unique_tokens, "forwarded_tokens": stats.forwarded_tokens - stats0[0],
                    "recomputed_tokens": stats.recomputed_tokens - stats0[1],
-                   "peak_cache_mb": round(stats.peak_cache_bytes / 2**20, 1)},
+                   "peak_cache_mb": round(stats.peak_cache_bytes / 2**20, 1),
+                   "forced_answers": sum(1 for n in self.nodes if n.kind == "force"),
+                   "refines": sum(1 for n in self.nodes if n.kind == "refine"),
+                   "senses": sum(1 for n in self.nodes if n.kind == "sense"),
+                   "selections": self._selections(root)},
+            hints=[h.to_dict() for h in self.request.hints], cleanup=cleanup,
         )
+        if direct_won:  # the direct translation beat every terminal of the tree, or none had one (fallback)
+            candidate, res, details = direct_won
+            steps = [replace(step, kind="fallback") for step in res.steps] if fallback else res.steps
+            result = replace(result, translation=res.translation, thought="", raw_output=res.raw_output,
+                             format_ok=True, confidence=res.confidence, tokens=res.tokens, steps=steps,
+                             answered=res.answered,
+                             reward={**result.reward, "value": candidate.reward, "details": details,
+                                     "chosen": "direct"},
+                             stats={**result.stats, **({"fallback": "direct"} if fallback else {})})
+        return result

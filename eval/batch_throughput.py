@@ -1,6 +1,6 @@
 """Throughput of ``marco-translate batch``: segments/s per strategy and batch size, on WMT22 zh-en dev.
 
-    python -m translator.batch_bench --limit 50 [--batch-sizes 1,8,16] [--strategies direct,cot]
+    python -m eval.batch_throughput --limit 50 [--batch-sizes 1,8,16] [--strategies direct,cot]
 
 Each cell is one full run of the batch tool (``translator.batch.main``, no journal to resume from, no
 cache), timed from the command to the written output, with the model already loaded. It prints a table
@@ -22,8 +22,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from eval.data import shared_data_dir
-from translator.batch import EXIT_FAILED, EXIT_OK, load_translator, main as batch_main
-from translator.models import DEFAULT_MODEL
+from translator.backends import BACKENDS
+from translator.batch import EXIT_FAILED, EXIT_OK, build_parser as batch_parser, load_translator, main as batch_main
+from translator.registry import DEFAULT_MODEL
 
 
 @dataclass
@@ -68,6 +69,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-sizes", type=_ints, default=[1, 8, 16])
     parser.add_argument("--model", default=DEFAULT_MODEL)
     parser.add_argument("--dtype", default=None)
+    parser.add_argument("--backend", default="auto", choices=BACKENDS)
+    parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--max-new-tokens", type=int, default=None,
                         help="cap every strategy's output (default: each strategy's own: direct 256, cot 768)")
     parser.add_argument("--json", type=Path, default=Path("batch_bench.json"), help="where to write the numbers")
@@ -76,13 +79,16 @@ def main(argv: list[str] | None = None) -> int:
     lines = args.source.read_text(encoding="utf-8").splitlines()[: args.limit]
     load_before = os.getloadavg()
     started = time.perf_counter()
-    translator = load_translator(args.model, None, args.dtype, False)
+    model_flags = ["--model", args.model, "--backend", args.backend] + (["--dtype", args.dtype] if args.dtype else [])
+    model_flags += ["--threads", str(args.threads)] if args.threads else []
+    translator = load_translator(batch_parser().parse_args(["-", *model_flags]))  # the load every cell reuses
     load_seconds = time.perf_counter() - started
     import torch
 
     def report() -> dict:
         return {
-            "model": translator.model_name, "source": str(args.source), "lines": len(lines),
+            "model": translator.model_name, "backend": type(translator.backend).__name__,
+            "threads": getattr(translator.backend, "threads", None), "source": str(args.source), "lines": len(lines),
             "max_new_tokens": args.max_new_tokens, "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "model_load_seconds": load_seconds,
@@ -96,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
         source = work / "source.zh"
         source.write_text("\n".join(lines) + "\n", encoding="utf-8")
         for strategy in args.strategies.split(","):
-            extra = ["--model", args.model] + (["--dtype", args.dtype] if args.dtype else [])
+            extra = list(model_flags)
             if args.max_new_tokens:
                 extra += ["--max-new-tokens", str(args.max_new_tokens)]
             baseline: list[str] | None = None

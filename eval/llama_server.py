@@ -24,6 +24,28 @@ from translator.errors import ModelLoadError
 HOST = "127.0.0.1"
 
 
+def use_backend_model_params() -> None:
+    """Make ``llama_cpp.Llama`` (``create_completion``, the server) load models with the llama.cpp backend's
+    parameters (``llama_cpp_backend.model_params``: without them its first multi-token decode dies on this
+    machine), so comparisons run the same kernels."""
+    import llama_cpp.llama_cpp as low
+
+    from translator.backends.llama_cpp_backend import model_params
+
+    if not getattr(low.llama_model_default_params, "adjusted", False):
+        original = low.llama_model_default_params
+
+        def adjusted():
+            return model_params(original())
+
+        adjusted.adjusted = True
+        low.llama_model_default_params = adjusted
+
+
+_SERVER = ("import runpy; from eval.llama_server import use_backend_model_params; use_backend_model_params(); "
+           "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
+
+
 def free_port(host: str = HOST) -> int:
     with socket.socket() as s:
         s.bind((host, 0))
@@ -61,7 +83,7 @@ def start_llama_server(gguf: Path, alias: str, *, n_ctx: int = 2048, threads: in
     port = free_port()
     log = tempfile.TemporaryFile()
     process = subprocess.Popen(
-        [sys.executable, "-m", "llama_cpp.server", "--model", str(gguf), "--host", HOST, "--port", str(port),
+        [sys.executable, "-c", _SERVER, "--model", str(gguf), "--host", HOST, "--port", str(port),
          "--model_alias", alias, "--n_ctx", str(n_ctx), "--n_threads", str(threads),
          "--n_threads_batch", str(threads), "--verbose", "False"],
         stdout=subprocess.DEVNULL, stderr=log)

@@ -1,0 +1,107 @@
+"""The target-script guard: an answer in English (or French, ...) never writes Chinese characters.
+
+A small model translating Chinese often copies the term it does not know into its English answer ("a
+lemon精", "cutting韭菜"). The translator cannot use such an answer, and no search finds a better one while
+every candidate may copy. So inside the answer of a translation into a language not written with Han
+characters, the tokens that would write them are never chosen: the model must say it in the target language.
+The log-probs the rewards read stay the raw ones (the ban only changes which token is picked), and the
+thought may still quote the source.
+
+A token is banned when its bytes hold a UTF-8 lead byte of U+3000..U+9FFF (CJK punctuation, kana, Han):
+without one no such character can be formed, whether a tokenizer writes it as one token or several byte
+pieces. Korean (Hangul) and Japanese targets are left alone.
+"""
+
+from __future__ import annotations
+
+import re
+import weakref
+from typing import Any
+
+import numpy as np
+
+from translator.languages import Language
+
+_CJK_TARGETS = frozenset({"zh", "ja", "ko"})  # written with Han characters, or with jamo in U+3130..U+318F
+_LEAD_BYTES = frozenset(range(0xE3, 0xEA))  # UTF-8 lead bytes of U+3000..U+9FFF
+_SP_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # a sentencepiece byte-fallback token
+_CACHE: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
+_CJK_TEXT = re.compile("[\u3000-\u9fff]")  # what the banned lead bytes would begin
+
+
+def holds_chinese(text: str) -> bool:
+    """Does a text hold a character the guard keeps out of an answer (CJK punctuation, kana, Han)?"""
+    return _CJK_TEXT.search(text) is not None
+
+
+def applies(target: Language) -> bool:
+    """Is the target language written without Han characters (so the guard is worth applying)?"""
+    return target.code not in _CJK_TARGETS
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Byte-level BPE (GPT-2, Qwen, SmolLM) writes each byte as one printable character: printable Latin-1
+    bytes stand for themselves, the others are shifted past U+0100 in byte order. The inverse map."""
+    kept = [*range(ord("!"), ord("~") + 1), *range(0xA1, 0xAD), *range(0xAE, 0x100)]
+    chars = {b: chr(b) for b in kept}
+    shift = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + shift)
+            shift += 1
+    return {c: b for b, c in chars.items()}
+
+
+def _is_byte_level(tokenizer: Any) -> bool:
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    decoder = getattr(backend, "decoder", None) if backend is not None else None
+    return decoder is not None and "ByteLevel" in repr(decoder)
+
+
+def banned_token_ids(tokenizer: Any) -> np.ndarray:
+    """Sorted ids of every token that writes (part of) a character in U+3000..U+9FFF; computed once per
+    tokenizer (a pass over the vocabulary, well under a second for Qwen's 151k tokens)."""
+    try:
+        return _CACHE[tokenizer]
+    except (KeyError, TypeError):
+        pass
+    size = len(tokenizer)
+    pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
+    banned = []
+    if _is_byte_level(tokenizer):
+        alphabet = _byte_level_alphabet()
+        for i, piece in enumerate(pieces):
+            if piece and any(alphabet.get(c) in _LEAD_BYTES for c in piece):
+                banned.append(i)
+    else:  # sentencepiece and others: the decoded text, or the byte a byte-fallback piece stands for
+        for i, piece in enumerate(pieces):
+            byte = _SP_BYTE.fullmatch(piece or "")
+            if byte is not None:
+                if int(byte.group(1), 16) in _LEAD_BYTES:
+                    banned.append(i)
+            elif any(b in _LEAD_BYTES for b in tokenizer.decode([i]).encode("utf-8")):
+                banned.append(i)
+    ids = np.asarray(banned, dtype=np.int64)
+    try:
+        _CACHE[tokenizer] = ids
+    except TypeError:  # a tokenizer that cannot be weakly referenced is scanned each time
+        pass
+    return ids
+
+
+def answer_ban(backend: Any, target: Language, enabled: bool) -> np.ndarray | None:
+    """The ids a strategy's answer must not use, or None when the guard is off, the target is written with
+    Han characters, or the backend cannot mask logits (an HTTP server picks its own tokens)."""
+    if not enabled or not applies(target) or not getattr(backend, "masks_tokens", False):
+        return None
+    return banned_token_ids(backend.tokenizer)
+
+
+def without(logprobs: Any, banned: np.ndarray | None) -> Any:
+    """The distribution a backend picks the next token from: the raw log-probs (a numpy array or a torch
+    tensor), with the banned ids impossible. The raw ones are what is reported."""
+    if banned is None or not len(banned):
+        return logprobs
+    out = logprobs.clone() if hasattr(logprobs, "clone") else logprobs.copy()
+    out[banned] = float("-inf")
+    return out
