@@ -62,7 +62,7 @@ def run_cell(source: Path, work: Path, strategy: str, batch_size: int, extra: li
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m translator.batch_bench", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m eval.batch_throughput", description=__doc__.split("\n")[0])
     parser.add_argument("--source", type=Path, default=shared_data_dir() / "wmt22" / "dev.zh-en.zh")
     parser.add_argument("--limit", type=int, default=50, help="first N lines of the source (default: 50)")
     parser.add_argument("--strategies", default="direct,cot")

@@ -167,8 +167,17 @@ def _set_number(page, elem_id: str, value: int) -> None:
     box.press("Enter")
 
 
-def _start(page, text: str, strategy: str, **knobs: int | str) -> None:
-    """Fill the form and press Translate."""
+def _set_direction(page, src_label: str) -> None:
+    """Swap the language pickers when a test before (an en->zh example) left them the other way round."""
+    if src_label not in page.locator("#mt-src input").input_value():
+        page.locator("#mt-swap").click()
+        page.wait_for_function(f"() => document.querySelector('#mt-src input').value.includes({src_label!r})",
+                               timeout=10_000)
+
+
+def _start(page, text: str, strategy: str, src_label: str = "Chinese", **knobs: int | str) -> None:
+    """Set the direction (Chinese source by default), fill the form and press Translate."""
+    _set_direction(page, src_label)
     page.locator("#mt-source textarea").fill(text)
     page.locator("#mt-strategy").get_by_role("radio", name=strategy, exact=True).check()
     _open_settings(page)

@@ -378,11 +378,15 @@ class _Search:
             return [root], direct, ranked, False
         return ranked[0].node.path(), None, ranked, False
 
-    def _selections(self, root: Node) -> dict[str, str]:
+    def _selections(self, root: Node, chosen: str) -> dict[str, str]:
         """The translation each ``--select`` rule returns from this very tree (with this search's direct
-        candidate, if it has one), so one search compares the rules (``eval.bench`` scores each)."""
+        candidate, if it has one), so one search compares the rules (``eval.bench`` scores each); the
+        configured rule's ``chosen`` translation is known already."""
         out = {}
         for rule in SELECT_RULES:
+            if rule == self.cfg.select:
+                out[rule] = chosen
+                continue
             path, direct_won, _, _ = self._select(root, rule)
             out[rule] = direct_won[0].translation if direct_won else self._parse_path(path)[1].translation
         return out
@@ -418,7 +422,7 @@ class _Search:
                    "forced_answers": sum(1 for n in self.nodes if n.kind == "force"),
                    "refines": sum(1 for n in self.nodes if n.kind == "refine"),
                    "senses": sum(1 for n in self.nodes if n.kind == "sense"),
-                   "selections": self._selections(root)},
+                   "selections": self._selections(root, final)},
             hints=[h.to_dict() for h in self.request.hints], cleanup=cleanup,
         )
         if direct_won:  # the direct translation beat every terminal of the tree, or none had one (fallback)
