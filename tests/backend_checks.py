@@ -28,10 +28,23 @@ def _run_after(cont) -> int:
     return len(cont.tokens) + (cont.finish == "eos")
 
 
+def assert_same_greedy(batched, single, tol: float = 0.25) -> None:
+    """Greedy tokens decoded in a batch and alone agree, but for kernel noise at a near tie: llama.cpp's (and
+    bf16's) kernels depend on the batch size, so their log-probs differ slightly. Where the picks first differ,
+    each must score within ``tol`` of the other in the lone run's distribution; the paths part there."""
+    assert batched and single
+    for a, b in zip(batched, single):
+        assert abs(a.logprob - b.logprob) <= tol
+        if a.token_id != b.token_id:
+            alone = dict(zip(b.top_ids, b.top_logprobs))
+            assert a.token_id in alone and alone[b.token_id] - alone[a.token_id] <= tol
+            return
+
+
 def check_a_shared_prompt_head_is_run_once(backend, fresh) -> None:
     """Prompts of one kind share their head (chat template, system prompt, instructions): it is one kept
     parent state, run once; each prompt's tokens are the same as unshared, and greedy decoding makes the
-    same of them whether the head was computed before or not (``fresh()``: a backend with nothing kept)."""
+    same of them (up to near ties: ``assert_same_greedy``) whether the head was computed before or not (``fresh()``: a backend with nothing kept)."""
     from translator.api import make_request
     from translator.prompt import build_prompt, prompt_head, start_prompt
 
@@ -54,7 +67,7 @@ def check_a_shared_prompt_head_is_run_once(backend, fresh) -> None:
     for request, cont in zip(requests, out):
         alone = fresh()
         single = alone.generate([GenRequest(alone.start(build_prompt(alone.tokenizer, request, reasoning=True)), 4)])
-        assert [t.token_id for t in cont.tokens] == [t.token_id for t in single[0].tokens]
+        assert_same_greedy(cont.tokens, single[0].tokens)
     # A prompt of another kind (direct: another system prompt) has a head of its own.
     direct = start_prompt(backend, requests[0], reasoning=False)
     assert direct.parent is not None and direct.parent is not head

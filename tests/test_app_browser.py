@@ -292,7 +292,9 @@ def test_mcts_tree_and_screenshots(page):
 def test_stop_returns_best_so_far(page):
     # A budget far beyond what one batch of rollouts does, so the search is still running when Stop is pressed
     # even on a fast machine (8 rollouts once finished between the first progress line and the click).
-    _start(page, SENTENCE, "mcts", rollouts=64)
+    # Long paths too: with the 48-token cap a test before leaves in the form, a small tree can be used up
+    # (every leaf terminal) before the click, and the search ends on its own (it did on CI).
+    _start(page, SENTENCE, "mcts", granularity="mini-32", rollouts=64, children=3, max_new_tokens=1024)
     progress = page.locator("#mt-status .mt-running", has_text=re.compile(r"Searching: [1-9]\d*/64"))
     progress.wait_for(timeout=RUN_TIMEOUT_MS)  # live progress: at least one rollout done
     page.screenshot(path=str(SCREENSHOTS / "app-mcts-searching.png"), full_page=True)

@@ -398,9 +398,9 @@ def _wait_for_entries(proc: subprocess.Popen, journal: Path, n: int, timeout: fl
 
 
 def test_sigkill_then_ctrl_c_then_resume_equals_an_uninterrupted_run(tmp_path: Path) -> None:
-    # One segment fails in every run alike; the sources twice over, so that on a fast machine the resumed run
-    # is still busy when Ctrl-C comes (its duplicates are reused, not decoded again).
-    lines = [*SOURCES[:6], "x" * 2100, *SOURCES[6:], *[f"{s} ({i})" for i, s in enumerate(SOURCES)]]
+    # One segment fails in every run alike; the sources four times over (each copy distinct, so decoded, not
+    # reused), so that on a fast machine the resumed run is still busy when Ctrl-C comes (CI's once was not).
+    lines = [*SOURCES[:6], "x" * 2100, *SOURCES[6:], *[f"{s} ({i})" for i, s in enumerate(SOURCES * 3)]]
     src = tmp_path / "in.txt"
     src.write_text("\n".join(lines) + "\n", encoding="utf-8")
     clean_out, clean_trace = tmp_path / "clean.txt", tmp_path / "clean.jsonl"

@@ -68,11 +68,10 @@ def banned_token_ids(tokenizer: Any) -> np.ndarray:
     size = len(tokenizer)
     pieces = tokenizer.convert_ids_to_tokens(list(range(size)))
     banned = []
-    if _is_byte_level(tokenizer):
-        alphabet = _byte_level_alphabet()
-        for i, piece in enumerate(pieces):
-            if piece and any(alphabet.get(c) in _LEAD_BYTES for c in piece):
-                banned.append(i)
+    if _is_byte_level(tokenizer):  # one regex over each piece: the characters that stand for a lead byte
+        leads = re.compile("[" + "".join(re.escape(c) for c, b in _byte_level_alphabet().items()
+                                         if b in _LEAD_BYTES) + "]")
+        banned = [i for i, piece in enumerate(pieces) if piece and leads.search(piece)]
     else:  # sentencepiece and others: the decoded text, or the byte a byte-fallback piece stands for
         for i, piece in enumerate(pieces):
             byte = _SP_BYTE.fullmatch(piece or "")

@@ -3,15 +3,19 @@
 Every backend (transformers, llama.cpp, HTTP) encodes prompts and decodes tokens with the same Hugging Face
 tokenizer, so prompts, token ids and chunk texts mean the same whichever engine runs. For a GGUF (a
 registry name or a ``.gguf`` path) the tokenizer is built from the file's vocabulary once (a few seconds for
-a 150k vocabulary) and kept as ``tokenizer.json`` in the cache, keyed by the GGUF's sha256.
+a 150k vocabulary) and kept as ``tokenizer.json`` in the cache, keyed by the GGUF's sha256. Every later start
+reads that cache with the ``tokenizers`` library and jinja2 alone (``CachedTokenizer``): importing
+transformers (and the torch and scikit-learn it pulls in) cost about 5 of the 8 seconds to a first token.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +56,107 @@ def _tokenizer_dir(sha256: str) -> Path:
     return cache_dir() / "tokenizers" / sha256[:16]
 
 
-def _load_cached(directories: list[Path]) -> Any | None:
-    from transformers import AutoTokenizer
+# transformers' ``clean_up_tokenization``, in its order: what ``decode`` does when a config asks for it.
+_CLEANUP = ((" .", "."), (" ?", "?"), (" !", "!"), (" ,", ","), (" ' ", "'"), (" n't", "n't"), (" 'm", "'m"),
+            (" 's", "'s"), (" 've", "'ve"), (" 're", "'re"))
 
+
+class CachedTokenizer:
+    """A saved fast tokenizer (``tokenizer.json``, its config, its chat template) read without transformers.
+
+    It answers what the backends, prompts and script guard ask of a tokenizer (``encode``, ``decode``,
+    ``apply_chat_template``, the vocabulary, eos/pad), with the results of transformers' fast tokenizer
+    for the same files: the same ``tokenizers`` engine, the same jinja2 settings for the template, and the
+    config's ``clean_up_tokenization_spaces``; tests compare the two on the project's models. It serves
+    the llama.cpp and HTTP backends; the transformers backend keeps its own (it imports transformers anyway).
+    """
+
+    _SPECIAL = ("bos_token", "eos_token", "unk_token", "pad_token")
+
+    def __init__(self, directory: Path) -> None:
+        from tokenizers import Tokenizer
+
+        self.backend_tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
+        config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
+        template = directory / "chat_template.jinja"
+        self.chat_template: str | None = (template.read_text(encoding="utf-8") if template.is_file()
+                                          else config.get("chat_template"))
+        self._cleanup = bool(config.get("clean_up_tokenization_spaces", False))
+        for name in self._SPECIAL:
+            token = config.get(name)
+            setattr(self, name, token.get("content") if isinstance(token, dict) else token)
+        self._compiled: tuple[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return self.backend_tokenizer.get_vocab_size(with_added_tokens=True)
+
+    def get_vocab(self) -> dict[str, int]:
+        return self.backend_tokenizer.get_vocab(with_added_tokens=True)
+
+    def _id(self, token: str | None) -> int | None:
+        return None if token is None else self.backend_tokenizer.token_to_id(token)
+
+    @property
+    def eos_token_id(self) -> int | None:
+        return self._id(self.eos_token)
+
+    @property
+    def pad_token_id(self) -> int | None:
+        return self._id(self.pad_token)
+
+    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
+        return self.backend_tokenizer.encode(text, add_special_tokens=add_special_tokens).ids
+
+    def decode(self, token_ids: list[int], skip_special_tokens: bool = False,
+               clean_up_tokenization_spaces: bool | None = None) -> str:
+        text = self.backend_tokenizer.decode(list(token_ids), skip_special_tokens=skip_special_tokens)
+        if self._cleanup if clean_up_tokenization_spaces is None else clean_up_tokenization_spaces:
+            for old, new in _CLEANUP:
+                text = text.replace(old, new)
+        return text
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str | None]:
+        return [self.backend_tokenizer.id_to_token(i) for i in ids]
+
+    def apply_chat_template(self, messages: list[dict], tokenize: bool = False,
+                            add_generation_prompt: bool = False) -> str | list[int]:
+        """Rendered as transformers renders it: a sandboxed jinja2 environment with trimmed blocks, its
+        ``tojson``, ``raise_exception`` and ``strftime_now``, and the special tokens as variables."""
+        if not self.chat_template:
+            raise ValueError("this tokenizer has no chat template")
+        if self._compiled is None or self._compiled[0] != self.chat_template:
+            self._compiled = self.chat_template, _compile(self.chat_template)
+        specials = {name: getattr(self, name) for name in self._SPECIAL if getattr(self, name) is not None}
+        text = self._compiled[1].render(messages=messages, tools=None, documents=None,
+                                        add_generation_prompt=add_generation_prompt, **specials)
+        return self.encode(text, add_special_tokens=False) if tokenize else text
+
+
+def _compile(template: str) -> Any:
+    import jinja2
+    from jinja2.ext import loopcontrols
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise jinja2.exceptions.TemplateError(message)
+
+    def tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators: Any = None,
+               sort_keys: bool = False) -> str:
+        return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+    env.filters["tojson"] = tojson
+    env.globals["raise_exception"] = raise_exception
+    env.globals["strftime_now"] = lambda fmt: datetime.now().strftime(fmt)
+    return env.from_string(template)
+
+
+def _load_cached(directories: list[Path]) -> Any | None:
     for directory in directories:
         try:
-            # These are Qwen/SmolLM tokenizers: no Mistral regex fix applies (transformers warns otherwise).
-            return AutoTokenizer.from_pretrained(directory, fix_mistral_regex=False)
-        except Exception:  # noqa: BLE001 - a damaged cache: fall back to the GGUF
+            return CachedTokenizer(directory)
+        except Exception:  # noqa: BLE001 - a damaged or partial cache: try the next, else rebuild from the GGUF
+            logger.debug("tokenizer cache %s unreadable", directory, exc_info=True)
             continue
     return None
 
@@ -72,6 +169,8 @@ def _save(tokenizer: Any, dest: Path) -> None:
         tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
         # legacy_format=False: only tokenizer.json; the slow format would copy the whole GGUF as its vocab.
         tokenizer.save_pretrained(tmp, legacy_format=False)
+        if dest.is_dir():  # a damaged copy (it failed to load): replaced, not kept
+            shutil.rmtree(dest)
         os.rename(tmp, dest)
     except OSError as exc:
         if not dest.is_dir():
@@ -82,9 +181,8 @@ def _save(tokenizer: Any, dest: Path) -> None:
 
 
 def load_tokenizer(spec: str) -> tuple[Any, list[int]]:
-    """The (fixed) tokenizer of a model spec and its stop token ids; never loads weights."""
-    from transformers import AutoTokenizer
-
+    """The (fixed) tokenizer of a model spec and its stop token ids; never loads weights. A GGUF's comes from
+    the cache without importing transformers once it has been built."""
     try:
         kind, target = classify_spec(spec)
         if kind in ("registry", "gguf"):
@@ -97,10 +195,15 @@ def load_tokenizer(spec: str) -> tuple[Any, list[int]]:
             cached = [_tokenizer_dir(sha), *sorted((cache_dir() / "dequantized").glob(f"{sha[:16]}-*"))]
             tokenizer = _load_cached([d for d in cached if d.is_dir()])
             if tokenizer is None:
+                from transformers import AutoTokenizer
+
                 gguf = locate()
                 tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-                _save(tokenizer, _tokenizer_dir(sha))
+                _save(tokenizer, _tokenizer_dir(sha))  # then read back, so a first run tokenizes as later ones
+                tokenizer = _load_cached([_tokenizer_dir(sha)]) or tokenizer
         else:
+            from transformers import AutoTokenizer
+
             tokenizer = AutoTokenizer.from_pretrained(target)
     except ModelLoadError:
         raise
