@@ -57,8 +57,11 @@ def trace_of(path: Path) -> list[dict]:
 
 def run_cli(*args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    # SIGINT restored: a test run started in the background by a shell inherits SIGINT ignored, and Python
+    # then installs no Ctrl-C handler in the child, so the Ctrl-C test would see the run go on to its end.
     return subprocess.Popen([sys.executable, "-m", "translator", "batch", *map(str, args), *MODEL], cwd=REPO,
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 @pytest.fixture
