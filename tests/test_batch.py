@@ -305,8 +305,11 @@ def test_a_torn_last_journal_line_is_dropped_and_appends_follow_whole_lines(tmp_
     assert all(json.loads(line) for line in path.read_text().splitlines())
 
 
-def _interrupt_the_second_batch(spy: list[list], monkeypatch):
-    """Ctrl-C as the direct strategy starts its second batch; returns the spied decoder, to restore."""
+def _interrupted_run(tmp_path: Path, spy: list[list], monkeypatch, lines: str, size: int) -> tuple[Path, Path, Path]:
+    """A batch run of ``lines`` stopped by Ctrl-C as the direct strategy starts its second batch, the spied
+    decoder put back; returns the source, the output and the journal the run left."""
+    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
+    src.write_text(lines, encoding="utf-8")
     decode = Direct.translate  # the spy
 
     def interrupt_the_second_batch(self, requests, hooks=None):
@@ -315,19 +318,16 @@ def _interrupt_the_second_batch(spy: list[list], monkeypatch):
         return decode(self, requests, hooks)
 
     monkeypatch.setattr(Direct, "translate", interrupt_the_second_batch)
-    return decode
+    assert batch(src, "-o", out, "--batch-size", str(size)) == 130
+    monkeypatch.setattr(Direct, "translate", decode)
+    return src, out, tmp_path / "out.txt.partial.jsonl"
 
 
 def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Path, spy, monkeypatch,
                                                                     capsys) -> None:
     """Batched bf16 decoding can pick other tokens at another batch size, so mixing sizes would not give
     the output an uninterrupted run gives; the size only matters to strategies that batch segments."""
-    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
-    src.write_text("你好\n谢谢\n再见\n", encoding="utf-8")
-    decode = _interrupt_the_second_batch(spy, monkeypatch)
-    assert batch(src, "-o", out, "--batch-size", "2") == 130
-    monkeypatch.setattr(Direct, "translate", decode)
-    journal = tmp_path / "out.txt.partial.jsonl"
+    src, out, journal = _interrupted_run(tmp_path, spy, monkeypatch, "你好\n谢谢\n再见\n", 2)
     saved = journal.read_bytes()
     assert json.loads(saved.splitlines()[0])["chunk_size"] == 2 and _entries(journal) == 2
 
@@ -342,12 +342,7 @@ def test_a_journal_resumes_only_at_the_batch_size_it_was_decoded_in(tmp_path: Pa
 
 def test_a_journal_written_by_other_code_is_refused_naming_both_versions(tmp_path: Path, spy, monkeypatch,
                                                                          capsys) -> None:
-    src, out = tmp_path / "in.txt", tmp_path / "out.txt"
-    src.write_text("你好\n谢谢\n", encoding="utf-8")
-    decode = _interrupt_the_second_batch(spy, monkeypatch)
-    assert batch(src, "-o", out, "--batch-size", "1") == 130
-    monkeypatch.setattr(Direct, "translate", decode)
-    journal = tmp_path / "out.txt.partial.jsonl"
+    src, out, journal = _interrupted_run(tmp_path, spy, monkeypatch, "你好\n谢谢\n", 1)
     header = json.loads(journal.read_bytes().splitlines()[0])
     assert header["code"] == code_version() and header["code"].startswith(header["code"].split("+")[0] + "+src.")
     saved = journal.read_bytes().replace(code_version().encode(), b"0.0.1+src.000000000000")
