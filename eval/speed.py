@@ -202,6 +202,16 @@ class EngineReport:
     transformers_backend_greedy_tokens_per_s: float
     greedy_llama_over_create_completion: float
     greedy_llama_over_transformers: float
+    # the same runs without their prefill: tokens after the first / time after the first token
+    llama_backend_decode_tokens_per_s: float
+    create_completion_decode_tokens_per_s: float
+    transformers_backend_decode_tokens_per_s: float
+    decode_llama_over_create_completion: float
+    decode_llama_over_transformers: float
+    # mean time to the first token of the greedy prompt, model loaded (prefill and one step)
+    llama_backend_prompt_first_token_s: float
+    create_completion_prompt_first_token_s: float
+    transformers_backend_prompt_first_token_s: float
     search: dict
     llama_mcts_tree_tokens: int
     llama_mcts_seconds: float
@@ -220,13 +230,34 @@ class EngineReport:
     warm_time_to_first_token_s: float
 
 
-def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> tuple[int, float]:
+@dataclass
+class GreedyRun:
+    """One single-stream greedy decode from a fresh prompt: the prompt is prefilled in every run, for every
+    engine (a cached prompt would flatter whichever engine kept it)."""
+
+    tokens: int
+    seconds: float  # end to end: prefill and every token
+    first_token_seconds: float  # prefill and the first token
+
+    @property
+    def decode_seconds(self) -> float:
+        return self.seconds - self.first_token_seconds
+
+
+def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> GreedyRun:
     from translator.backends.base import GenRequest
+
+    first: list[float] = []
+
+    def on_tokens(_tokens) -> None:
+        if not first:
+            first.append(time.perf_counter())
 
     state = backend.start(prompt)
     start = time.perf_counter()
-    cont = backend.generate([GenRequest(state, max_new_tokens)])[0]
-    return len(cont.tokens), time.perf_counter() - start
+    cont = backend.generate([GenRequest(state, max_new_tokens, on_tokens=on_tokens)])[0]
+    end = time.perf_counter()
+    return GreedyRun(len(cont.tokens), end - start, (first[0] if first else end) - start)
 
 
 def _fresh_process(code: str, env: dict | None = None) -> tuple[float, float]:
@@ -274,12 +305,21 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     prompt_ids = llama.tokenizer.encode(prompt, add_special_tokens=False)
     use_backend_model_params()
     own = Llama(str(gguf), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
-    rates: dict[str, list[tuple[int, float]]] = {"llama": [], "completion": [], "transformers": []}
+    rates: dict[str, list[GreedyRun]] = {"llama": [], "completion": [], "transformers": []}
 
-    def completion() -> tuple[int, float]:
+    def completion() -> GreedyRun:
+        # Llama keeps the KV of its last call and skips the matching prompt prefix: reset, so that every
+        # round prefills the prompt as the backends do (before, a second round skipped it)
+        own.reset()
         start = time.perf_counter()
-        out = own.create_completion(prompt_ids, max_tokens=greedy_tokens, temperature=0.0, top_k=1)
-        return out["usage"]["completion_tokens"], time.perf_counter() - start
+        first, tokens = None, 0
+        for chunk in own.create_completion(prompt_ids, max_tokens=greedy_tokens, temperature=0.0, top_k=1,
+                                           stream=True):
+            if chunk["choices"][0]["finish_reason"] is None:  # one chunk per token, then an empty last one
+                tokens += 1
+                first = first or time.perf_counter()
+        end = time.perf_counter()
+        return GreedyRun(tokens, end - start, (first or end) - start)
 
     for _ in range(rounds):
         rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
@@ -300,7 +340,13 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     load_after = list(os.getloadavg())
 
     def rate(name: str) -> float:
-        return sum(n for n, _ in rates[name]) / sum(t for _, t in rates[name])
+        return sum(r.tokens for r in rates[name]) / sum(r.seconds for r in rates[name])
+
+    def decode_rate(name: str) -> float:
+        return sum(r.tokens - 1 for r in rates[name]) / sum(r.decode_seconds for r in rates[name])
+
+    def first_token(name: str) -> float:
+        return sum(r.first_token_seconds for r in rates[name]) / len(rates[name])
 
     def tree(results) -> int:
         return sum(r.tree.unique_tokens for r in results)
@@ -318,7 +364,7 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     llama_rate, hf_rate = tree(llama_results) / llama_seconds, tree(hf_results) / hf_seconds
     return EngineReport(
         model=llama.name, gguf=str(gguf), threads=threads,
-        machine_note=f"{os.cpu_count()} CPUs shared with other jobs (see the load averages); one process, one run",
+        machine_note=f"{os.cpu_count()} CPUs; one process, one run; the load averages say what else ran",
         load_average_before=[round(x, 2) for x in load_before], load_average_after=[round(x, 2) for x in load_after],
         greedy_new_tokens=greedy_tokens, greedy_rounds=rounds,
         llama_backend_greedy_tokens_per_s=round(rate("llama"), 2),
@@ -326,6 +372,14 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
         transformers_backend_greedy_tokens_per_s=round(rate("transformers"), 2),
         greedy_llama_over_create_completion=round(rate("llama") / rate("completion"), 2),
         greedy_llama_over_transformers=round(rate("llama") / rate("transformers"), 2),
+        llama_backend_decode_tokens_per_s=round(decode_rate("llama"), 2),
+        create_completion_decode_tokens_per_s=round(decode_rate("completion"), 2),
+        transformers_backend_decode_tokens_per_s=round(decode_rate("transformers"), 2),
+        decode_llama_over_create_completion=round(decode_rate("llama") / decode_rate("completion"), 2),
+        decode_llama_over_transformers=round(decode_rate("llama") / decode_rate("transformers"), 2),
+        llama_backend_prompt_first_token_s=round(first_token("llama"), 2),
+        create_completion_prompt_first_token_s=round(first_token("completion"), 2),
+        transformers_backend_prompt_first_token_s=round(first_token("transformers"), 2),
         search=options, llama_mcts_tree_tokens=tree(llama_results), llama_mcts_seconds=round(llama_seconds, 2),
         llama_mcts_tree_tokens_per_s=round(llama_rate, 2),
         llama_prefill_tokens_recomputed=sum(r.stats["recomputed_tokens"] for r in llama_results),

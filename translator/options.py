@@ -8,7 +8,7 @@ import typing
 from typing import Any
 
 from translator.backends import BACKENDS, choose_backend
-from translator.backends.llama_cpp_backend import DEFAULT_N_CTX, DEFAULT_THREADS
+from translator.backends.llama_cpp_backend import DEFAULT_N_CTX
 from translator.registry import DEFAULT_MODEL
 from translator.strategies import DEFAULT_STRATEGY, STRATEGIES
 
@@ -45,9 +45,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"llama-cpp: KV cells for all paths of a search together (default: {DEFAULT_N_CTX}); "
                              "a path that would overflow it ends as truncated, with the reason")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help=f"CPU threads for the model (llama-cpp default: {DEFAULT_THREADS}, measured fastest on "
-                             "a 2-core machine shared with other jobs; transformers default: one per core). On a "
-                             "machine of your own, try its number of physical cores")
+                        help="CPU threads for the model (default: one per physical core this process may use, "
+                             "for both engines); fewer when other busy jobs share the cores, which slow both "
+                             "engines down many times over when they fight for them")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="transformers: bf16, fp16, fp32 or auto (default: bf16)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")

@@ -21,9 +21,9 @@ Limits of llama.cpp, handled here:
 * logits depend a little on how many rows share a step (other kernels), like batched bf16 in transformers;
   sampling uses a per-request seeded generator, so the tokens drawn do not depend on the batch otherwise.
 
-Threads: ``threads`` (default ``DEFAULT_THREADS``). On this 2-core machine, shared with other jobs, 1
-thread was measured faster than 2 (both engines collapse when they fight for cores); on a machine of your
-own, use its physical core count.
+Threads: ``threads`` (default: the physical cores this process may use, ``translator.cpu_cores``). When
+other busy jobs share the cores, fewer are faster: on this project's 2-core machine, 2 threads made both
+engines 5-10x slower while another job ran, and 1.4-1.7x faster than 1 thread when nothing else did.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ import numpy as np
 
 from translator.backends.base import Backend, BackendStats, Continuation, GenRequest, PrefixState, Sampling
 from translator.backends.cutter import TokenCutter
+from translator.cpu_cores import physical_cores
 from translator.script_guard import without
 from translator.errors import ModelLoadError, TranslatorError
 from translator.result import TOP_K, TokenScore
@@ -44,7 +45,6 @@ logger = logging.getLogger(__name__)
 
 MAX_SEQUENCES = 256  # llama.cpp's LLAMA_MAX_SEQ
 DEFAULT_N_CTX = 8192  # KV cells for the whole tree: 16 rollouts of 768-token paths fit with room to spare
-DEFAULT_THREADS = 1  # see the module docstring
 _N_BATCH = 512  # tokens per llama_decode call when prefilling
 
 
@@ -150,7 +150,7 @@ class LlamaCppBackend(Backend):
 
         if n_ctx < 64:
             raise ModelLoadError(f"n_ctx must be at least 64 (got {n_ctx})")
-        threads = threads or DEFAULT_THREADS
+        threads = threads or physical_cores()
         if threads < 1:
             raise ModelLoadError(f"threads must be at least 1 (got {threads})")
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
