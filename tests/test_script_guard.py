@@ -38,6 +38,29 @@ def test_the_ban_covers_every_token_that_writes_chinese_and_nothing_else(tokeniz
     assert banned_token_ids(tokenizer) is banned_token_ids(tokenizer)  # scanned once
 
 
+def test_a_cached_tokenizer_saves_the_scan_and_later_starts_read_it(tokenizer, tmp_path, monkeypatch):
+    import shutil
+
+    from translator import script_guard
+    from translator.tokenizer import CachedTokenizer
+
+    copy = tmp_path / "tok"
+    shutil.copytree(tokenizer.directory, copy, ignore=shutil.ignore_patterns("script-guard-*"))
+    scanned = banned_token_ids(CachedTokenizer(copy))  # no saved ids yet: scanned, then saved
+    saved = copy / script_guard._SAVED_IDS
+    assert np.array_equal(np.load(saved), scanned)
+
+    def no_scan(_tokenizer):
+        raise AssertionError("scanned although the ids were saved")
+
+    monkeypatch.setattr(script_guard, "_scan", no_scan)
+    assert np.array_equal(banned_token_ids(CachedTokenizer(copy)), scanned)  # a fresh start reads them
+    saved.write_bytes(b"not an array")
+    monkeypatch.undo()
+    assert np.array_equal(banned_token_ids(CachedTokenizer(copy)), scanned)  # damaged: scanned again
+    assert np.array_equal(np.load(saved), scanned)  # and saved again
+
+
 def test_it_applies_to_targets_not_written_with_han_characters():
     assert applies(resolve_language("en")) and applies(resolve_language("fr"))
     assert not any(applies(resolve_language(c)) for c in ("zh", "ja", "ko"))

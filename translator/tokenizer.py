@@ -38,7 +38,9 @@ def fix_tokenizer(tokenizer: Any) -> list[int]:
     GGUF metadata can name another eos too, so a ChatML model gets ``<|im_end|>`` as its eos explicitly,
     and ``<|endoftext|>`` also stops generation.
     """
-    vocab = tokenizer.get_vocab()
+    backend = getattr(tokenizer, "backend_tokenizer", None)  # a fast tokenizer: no 150k-entry dict to build
+    lookup = backend.token_to_id if backend is not None else tokenizer.get_vocab().get
+    vocab = {t: i for t in ("<|im_end|>", "<|im_start|>", "<|endoftext|>") if (i := lookup(t)) is not None}
     if "<|im_end|>" in vocab:
         tokenizer.eos_token = "<|im_end|>"
         if not tokenizer.chat_template and "<|im_start|>" in vocab:
@@ -76,6 +78,7 @@ class CachedTokenizer:
     def __init__(self, directory: Path) -> None:
         from tokenizers import Tokenizer
 
+        self.directory = directory  # where derived tables may be saved beside it (the script guard's ids)
         self.backend_tokenizer = Tokenizer.from_file(str(directory / "tokenizer.json"))
         config = json.loads((directory / "tokenizer_config.json").read_text(encoding="utf-8"))
         template = directory / "chat_template.jinja"
