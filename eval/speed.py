@@ -324,8 +324,7 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     for _ in range(rounds):
         rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
         rates["completion"].append(completion())
-    own.close()
-    del own
+    own.close()  # frees its model before transformers loads
 
     import torch
 

@@ -10,9 +10,7 @@ in the cache directory, keyed by the GGUF's sha256 and the dtype, and later load
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,10 +20,11 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
+from translator.durable_files import publish_dir
 from translator.errors import ModelLoadError
 from translator.model_checks import check_device, check_hub_id
 from translator.registry import (  # noqa: F401 - re-exported: the registry API was first defined here
-    DEFAULT_MODEL, REGISTRY, PackagedModel, _remove_stale_temps, assemble, cache_dir, classify_spec, file_sha256,
+    DEFAULT_MODEL, REGISTRY, PackagedModel, assemble, cache_dir, classify_spec, file_sha256,
     gguf_of, list_registry, registry_gguf, remember_sha256, resolve_spec)
 from translator.tokenizer import fix_tokenizer
 
@@ -106,24 +105,16 @@ def _load_gguf(
 
 
 def _save_cache(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, dest: Path) -> None:
-    """Save into a temp dir, then rename: the cache dir exists only once it is complete. Failing to
-    save is not an error: the model in memory is fine, the next start just dequantizes again."""
+    """Failing to save is not an error: the model in memory is fine, the next start just dequantizes again."""
     logger.info("saving dequantized cache to %s…", dest)
-    tmp: Path | None = None
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(dest)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
+
+    def fill(tmp: Path) -> None:
         model.save_pretrained(tmp)
         # legacy_format=False: only tokenizer.json; the slow format would copy the whole GGUF as its vocab.
         tokenizer.save_pretrained(tmp, legacy_format=False)
-        os.rename(tmp, dest)
-    except OSError as exc:
-        if not dest.is_dir():  # otherwise a concurrent run saved it first, which is as good
-            logger.warning("could not save the dequantized cache (%s); the next start dequantizes again", exc)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    if (error := publish_dir(dest, fill)) is not None:
+        logger.warning("could not save the dequantized cache (%s); the next start dequantizes again", error)
 
 
 def _fix_special_tokens(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase) -> list[int]:

@@ -20,15 +20,13 @@ import importlib.util
 import json
 import logging
 import os
-import shutil
 import tempfile
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from translator.cache_paths import cache_dir  # noqa: F401 - part of the registry API
-from translator.durable_files import write_atomic
+from translator.durable_files import remove_stale_temps, write_atomic
 from translator.errors import ModelLoadError
 
 logger = logging.getLogger("translator.models")
@@ -37,7 +35,6 @@ DEFAULT_MODEL = "qwen2.5-coder-1.5b"
 
 _CHUNK_BYTES = 1 << 20
 # A temp file untouched this long belongs to a run that died; assembling 1.1 GB takes seconds.
-_STALE_TEMP_SECONDS = 600
 
 
 @dataclass(frozen=True)
@@ -154,7 +151,7 @@ def assemble(chunks: Sequence[Path], dest: Path, *, size: int, sha256: str) -> P
             return dest
         logger.warning("%s is corrupt (wrong size or sha256); rebuilding it", dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(dest)
+    remove_stale_temps(dest)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
     tmp = Path(tmp_name)
     try:
@@ -179,16 +176,6 @@ def assemble(chunks: Sequence[Path], dest: Path, *, size: int, sha256: str) -> P
         raise
     remember_sha256(dest, sha256)
     return dest
-
-
-def _remove_stale_temps(dest: Path) -> None:
-    """Delete temp files/dirs of ``dest`` left by killed runs (up to GBs); a recent one may belong to a live run."""
-    for tmp in dest.parent.glob(f".{dest.name}.*.tmp"):
-        try:
-            if time.time() - tmp.stat().st_mtime > _STALE_TEMP_SECONDS:
-                shutil.rmtree(tmp) if tmp.is_dir() else tmp.unlink()
-        except OSError:
-            pass
 
 
 def _chunk_paths(entry: PackagedModel) -> list[Path]:

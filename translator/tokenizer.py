@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from translator.durable_files import publish_dir
 from translator.errors import ModelLoadError
 from translator.registry import REGISTRY, cache_dir, classify_spec, file_sha256, registry_gguf
 
@@ -165,22 +163,11 @@ def _load_cached(directories: list[Path]) -> Any | None:
 
 
 def _save(tokenizer: Any, dest: Path) -> None:
-    """Into a temp dir, then renamed: the cache dir exists only once complete; failing costs a rebuild."""
-    tmp: Path | None = None
-    try:
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp"))
-        # legacy_format=False: only tokenizer.json; the slow format would copy the whole GGUF as its vocab.
-        tokenizer.save_pretrained(tmp, legacy_format=False)
-        if dest.is_dir():  # a damaged copy (it failed to load): replaced, not kept
-            shutil.rmtree(dest)
-        os.rename(tmp, dest)
-    except OSError as exc:
-        if not dest.is_dir():
-            logger.warning("could not cache the tokenizer (%s); the next start rebuilds it", exc)
-    finally:
-        if tmp is not None:
-            shutil.rmtree(tmp, ignore_errors=True)
+    """The cache dir exists only once complete (a damaged copy is replaced); failing costs a rebuild."""
+    # legacy_format=False: only tokenizer.json; the slow format would copy the whole GGUF as its vocab.
+    error = publish_dir(dest, lambda tmp: tokenizer.save_pretrained(tmp, legacy_format=False), replace=True)
+    if error is not None:
+        logger.warning("could not cache the tokenizer (%s); the next start rebuilds it", error)
 
 
 def load_tokenizer(spec: str) -> tuple[Any, list[int]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from translator.backends.base import STOP, GenRequest
 from translator.errors import at_least, check_options
@@ -18,6 +19,9 @@ from translator.prompt import FORCE_ANSWER, THOUGHT_OPEN, TranslationRequest, st
 from translator.result import PathStep, TokenScore, TranslationResult, mean_confidence
 from translator.script_guard import answer_ban
 from translator.strategies.base import Hooks, Strategy, TokenProgress, resolve_thought_budget
+
+if TYPE_CHECKING:  # mcts imports this module
+    from translator.strategies.mcts import MctsConfig
 
 
 @dataclass
