@@ -9,8 +9,10 @@ of the strategy before it, so ``cot:max_new_tokens=24,mcts:rollouts=2,children=2
 Values take the type of the strategy's Config field (bool: true/false/1/0). Each spec string is also its
 label, so one strategy can be compared with itself under other settings.
 
-A spec may also say ``lexicon=on`` or ``lexicon=off`` (dictionary notes in its prompts; default: ``--lexicon``),
-so ``direct:lexicon=off,direct,cot`` compares plain and lexicon-aided decoding in one run.
+A spec may also say ``lexicon=on`` or ``lexicon=off`` (dictionary notes in its prompts; default: ``--lexicon``)
+and ``max_hints=N`` (notes per segment at most; default: ``--max-hints``), so ``direct:lexicon=off,direct,cot``
+compares plain and lexicon-aided decoding in one run, and ``direct,direct:max_hints=1,direct:max_hints=8``
+how many notes help.
 
 ``--data`` may be repeated; each test set gets its own folder ``DIR/<data>/`` and its own report section.
 In it, ``<label>.jsonl`` is a resume journal: each (test set, strategy) runs through the batch tool's runner
@@ -67,6 +69,7 @@ class StrategySpec:
     name: str
     options: dict[str, Any]
     lexicon: bool | None = None  # ``lexicon=on|off`` in the spec; None: the bench's --lexicon
+    max_hints: int | None = None  # ``max_hints=N`` in the spec; None: the bench's --max-hints
 
     def params(self) -> dict[str, Any]:
         """Every setting of the strategy, defaults included: what the journal and the report record."""
@@ -110,23 +113,30 @@ def parse_strategies(text: str) -> list[StrategySpec]:
         name, _, first = group[0].partition(":")
         options: dict[str, Any] = {}
         lexicon: bool | None = None
+        max_hints: int | None = None
         try:
             for pair in ([first] if first else []) + group[1:]:
                 key, eq, value = (s.strip() for s in pair.partition("="))
                 if not eq or not key:
                     raise InputError(f"expected KEY=VALUE, got {pair!r}")
-                if key in options or (key == "lexicon" and lexicon is not None):
+                if key in options or (key == "lexicon" and lexicon is not None) or (
+                        key == "max_hints" and max_hints is not None):
                     raise InputError(f"{key} is given twice")
-                if key == "lexicon":  # not a strategy option: whether the prompts get dictionary notes
+                # lexicon and max_hints are not strategy options: they set the dictionary notes of the prompts
+                if key == "lexicon":
                     if value not in ("on", "off"):
                         raise InputError(f"lexicon must be on or off, not {value!r}")
                     lexicon = value == "on"
-                    continue
-                options[key] = _option_value(name, key, value)
+                elif key == "max_hints":
+                    if not value.isdigit():
+                        raise InputError(f"max_hints must be a whole number >= 0, not {value!r}")
+                    max_hints = int(value)
+                else:
+                    options[key] = _option_value(name, key, value)
             make_config(name, options)  # types, known keys and each Config's own validation, before any model loads
         except InputError as exc:
             raise InputError(f"strategy {label!r}: {exc}") from None
-        specs.append(StrategySpec(label, name, options, lexicon))
+        specs.append(StrategySpec(label, name, options, lexicon, max_hints))
     labels = [s.label for s in specs]
     if len(set(labels)) != len(labels):
         raise InputError(f"--strategies names the same strategy spec twice: {text!r}")
@@ -291,9 +301,10 @@ def _run(args: argparse.Namespace) -> int:
     if len(set(folders)) != len(folders):
         raise InputError("two --data specs map to the same folder name; give them distinct names")
     def lexicon_of(spec: StrategySpec, src: str) -> tuple[Lexicon | None, dict[str, Any]]:
-        """The spec's lexicon (its own ``lexicon=on|off``, else --lexicon) and its part of the settings for
-        a test set in ``src``."""
-        wanted = argparse.Namespace(**{**vars(args), "lexicon": {True: "on", False: "off"}.get(spec.lexicon, args.lexicon)})
+        """The spec's lexicon (its own ``lexicon=on|off`` and ``max_hints=N``, else --lexicon and --max-hints)
+        and its part of the settings for a test set in ``src``."""
+        wanted = argparse.Namespace(**{**vars(args), "lexicon": {True: "on", False: "off"}.get(spec.lexicon, args.lexicon),
+                                       "max_hints": args.max_hints if spec.max_hints is None else spec.max_hints})
         return lexicon_from_args(wanted), lexicon_settings(wanted, src)
 
     runs: list[list[Run]] = []

@@ -178,6 +178,36 @@ def test_options_take_their_config_types() -> None:
         parse_strategies("mcts:=3")
 
 
+def test_a_spec_sets_its_own_lexicon_and_note_count(tmp_path, monkeypatch) -> None:
+    (plain, one, off, cot) = parse_strategies("direct,direct:max_hints=1,direct:lexicon=off,cot:max_hints=0")
+    assert (one.max_hints, one.options, off.lexicon, cot.max_hints) == (1, {}, False, 0)
+    assert plain.max_hints is None and plain.lexicon is None
+    for bad, message in (("direct:max_hints=-1", "whole number"), ("direct:max_hints=x", "whole number"),
+                         ("direct:max_hints=1,max_hints=2", "given twice")):
+        with pytest.raises(InputError, match=message):
+            parse_strategies(bad)
+
+    seen: list[list[int]] = []  # notes per request, one list per strategy made (one per spec, in order)
+
+    class Recording(_FakeStrategy):
+        def translate(self, requests, hooks=None):
+            seen[-1].extend(len(r.hints) for r in requests)
+            return super().translate(requests, hooks)
+
+    def make():
+        seen.append([])
+        return Recording(None)
+
+    fake_translator(monkeypatch, make)
+    assert main(["bench", "--data", DATA, "--limit", "10", "--strategies", "direct,direct:max_hints=1,direct:lexicon=off",
+                 "--lexicon", "on", "--max-hints", "4", "--model", "fake", "--out", str(tmp_path)]) == 0
+    four, one, none = seen
+    assert max(four) > 1 and all(n <= 4 for n in four)  # the bench's --max-hints
+    assert one == [min(n, 1) for n in four] and none == [0] * len(four)
+    settings = [journal(tmp_path / "slang_zh-en" / f"{name}.jsonl")[0] for name in ("direct", "direct_max_hints=1")]
+    assert [json.dumps(h, sort_keys=True).count('"max_hints": 4') for h in settings] == [1, 0]
+
+
 class _FakeStrategy:
     """Instant results; "Ctrl-C'd" during call number ``interrupt_on``; a model error on any call that
     includes the source ``broken``."""
