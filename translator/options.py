@@ -45,9 +45,9 @@ def add_model_options(parser: argparse.ArgumentParser) -> None:
                         help=f"llama-cpp: KV cells for all paths of a search together (default: {DEFAULT_N_CTX}); "
                              "a path that would overflow it ends as truncated, with the reason")
     parser.add_argument("--threads", type=positive_int, default=None,
-                        help="CPU threads for the model (default: one per physical core this process may use, "
-                             "for both engines); fewer when other busy jobs share the cores, which slow both "
-                             "engines down many times over when they fight for them")
+                        help="CPU threads for the model (llama-cpp default: one per physical core this process "
+                             "may use; transformers: torch's own, about the same); fewer when other busy jobs "
+                             "share the cores: engines that fight for cores slow down many times over")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1... (default: cuda if available)")
     parser.add_argument("--dtype", default=None, help="transformers: bf16, fp16, fp32 or auto (default: bf16)")
     parser.add_argument("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
