@@ -253,3 +253,53 @@ def test_backend_choice():
     with pytest.raises(ModelLoadError, match="GGUF"):
         open_backend("AIDC-AI/Marco-o1", backend="llama-cpp")
     assert isinstance(open_backend("smollm2-135m", device="cpu", n_ctx=256), LlamaCppBackend)
+
+
+def _distributions():
+    rng = np.random.default_rng(7)
+    for scale in (1.0, 4.0, 12.0):  # flat to peaky, like an LM's next-token distributions
+        x = (rng.standard_normal(3000) * scale).astype(np.float32)
+        yield x - x.max() - np.log(np.exp(x - x.max()).sum())
+
+
+def test_best_ids_are_the_largest_in_order_and_leave_the_values_as_they_were():
+    from translator.backends.llama_cpp_backend import _best
+
+    for lp in _distributions():
+        before = lp.copy()
+        for m in (1, 5, 8, 9, 64, lp.size, lp.size + 3):
+            assert list(_best(lp, m)) == list(np.argsort(-lp, kind="stable")[:m])
+            assert np.array_equal(lp, before)
+
+
+def test_sampling_draws_what_a_full_sort_of_the_vocabulary_draws():
+    """The nucleus is found among the tokens that can be in it, not by sorting the vocabulary: the token drawn
+    for a given random number must be the one the plain rule (sort all, cut top-k, then top-p) gives."""
+    from translator.backends.llama_cpp_backend import _sample
+
+    def plain(lp, s: Sampling, u: float) -> int:
+        p = np.exp(lp.astype(np.float64) / s.temperature - (lp.astype(np.float64) / s.temperature).max())
+        p /= p.sum()
+        order = np.arange(p.size)
+        if s.top_k or s.top_p < 1:
+            order = np.argsort(-p, kind="stable")
+        if s.top_k:
+            order = order[: s.top_k]
+        q = p[order] / (p[order].sum() if s.top_k else 1.0)
+        if s.top_p < 1:
+            keep = np.cumsum(q) - q <= s.top_p
+            order, q = order[keep], q[keep]
+        c = np.cumsum(q)
+        return int(order[min(int(np.searchsorted(c, u * c[-1], side="right")), len(q) - 1)])
+
+    settings = [Sampling(0.8, 0.95, 0), Sampling(1.0, 0.5, 0), Sampling(0.7, 1.0, 0), Sampling(1.2, 0.9, 40),
+                Sampling(0.8, 1.0, 20)]
+    drawn = 0
+    for lp in _distributions():
+        for s in settings:
+            for seed in range(40):
+                u = np.random.default_rng(seed).random()
+                token = _sample(lp, s, np.random.default_rng(seed))
+                assert token == plain(lp, s, u), (s, seed)
+                drawn += token != int(lp.argmax())
+    assert drawn > 100  # the draws were not all the argmax
