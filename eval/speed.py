@@ -227,7 +227,9 @@ class EngineReport:
     llama_load_seconds: float
     first_run_seconds: float
     first_run_peak_rss_mb: float
-    warm_time_to_first_token_s: float
+    warm_time_to_first_token_s: float  # with --threads as given to this run
+    warm_time_to_first_token_default_threads_s: float  # with no --threads (default_threads)
+    default_threads: int
 
 
 @dataclass
@@ -286,6 +288,7 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     from translator.api import make_request
     from translator.backends.llama_cpp_backend import open_llama_cpp
     from translator.backends.transformers_backend import TransformersBackend
+    from translator.cpu_cores import physical_cores
     from translator.models import load_model
     from translator.prompt import build_prompt
     from translator.registry import DEFAULT_MODEL, gguf_of
@@ -357,9 +360,10 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
                  "b.generate([GenRequest(b.start('Hello'), 1)])\n")
         first_seconds, first_rss = _fresh_process(first, {"MARCO_TRANSLATE_CACHE": empty})
     warm = ("from translator.cli import main\n"
-            f"assert main(['--backend', 'llama-cpp', '--model', {spec!r}, '--threads', '{threads}', '--quiet', "
+            f"assert main(['--backend', 'llama-cpp', '--model', {spec!r}{{}}, '--quiet', "
             "'--strategy', 'direct', '--max-new-tokens', '1', '这双鞋给人一种踩屎感。']) in (0, 1)")
-    warm_seconds, _ = _fresh_process(warm)
+    warm_seconds, _ = _fresh_process(warm.format(f", '--threads', '{threads}'"))
+    warm_default_seconds, _ = _fresh_process(warm.format(""))  # as a user runs it: the default thread count
     llama_rate, hf_rate = tree(llama_results) / llama_seconds, tree(hf_results) / hf_seconds
     return EngineReport(
         model=llama.name, gguf=str(gguf), threads=threads,
@@ -389,6 +393,7 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
         transformers_peak_rss_mb=round(hf_rss, 1), mcts_llama_over_transformers=round(llama_rate / hf_rate, 2),
         llama_load_seconds=round(llama_load, 2), first_run_seconds=round(first_seconds, 1),
         first_run_peak_rss_mb=round(first_rss, 1), warm_time_to_first_token_s=round(warm_seconds, 2),
+        warm_time_to_first_token_default_threads_s=round(warm_default_seconds, 2), default_threads=physical_cores(),
     )
 
 
