@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import resource
 import time
@@ -265,7 +266,6 @@ def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> GreedyRun:
 def _fresh_process(code: str, env: dict | None = None) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of ``python -c code`` in a new process. The peak is the child's own
     VmHWM: ``RUSAGE_CHILDREN`` would count the parent's memory, which the child holds until its exec."""
-    import os
     import subprocess
     import sys
 
@@ -279,7 +279,6 @@ def _fresh_process(code: str, env: dict | None = None) -> tuple[float, float]:
 
 def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: int, rounds: int = 2,
                 sentences: tuple = SENTENCES) -> EngineReport:
-    import os
     import tempfile
 
     from llama_cpp import Llama
@@ -433,7 +432,6 @@ HEAD_TEXTS = (  # colloquial lines written for this measurement (not from any ev
 def run_prompt_head(model: str | None, threads: int, strategy: str, new_tokens: int, rounds: int) -> HeadReport:
     """Alternating rounds on one backend: the batch's prompts started as whole prompts, then with their
     shared head (kept heads dropped first, so each round computes its head once, as a run does)."""
-    import os
 
     from translator.api import make_request
     from translator.backends import open_backend
@@ -520,7 +518,8 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps({**asdict(report), "machine": platform.machine(),
-                                                        "cpus": torch.get_num_threads()}, indent=2) + "\n")
+                                                        "cpus": os.cpu_count(),
+                                                        "torch_threads": torch.get_num_threads()}, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(table + "\n")
     return 0
 
