@@ -260,27 +260,41 @@ def to_markdown(report: BenchReport) -> str:
     return "\n".join(lines)
 
 
+PLOT_METRICS = (("chrf", "chrF"), ("bleu", "BLEU"), ("semsim", "SemSim"), ("comet", "COMET"))
+
+
 def plot_dataset(d: DatasetReport, path: Path) -> None:
-    """chrF against tokens and against seconds per segment, and each segment's chrF change from the
-    baseline. Drawn on the Agg canvas directly: no pyplot state, no display needed."""
+    """Each scored metric against tokens per segment (quality against compute: a search rewarded with chrF
+    must be judged on the others too), chrF against seconds per segment, and each segment's chrF change
+    from the baseline. Drawn on the Agg canvas directly: no pyplot state, no display needed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     rows = d.strategies
-    chrf = [row.metrics["chrf"] for row in rows]
-    fig = Figure(figsize=(16, 4.8), layout="constrained")
+    metrics = [(key, name) for key, name in PLOT_METRICS
+               if any(row.metrics[key].score is not None for row in rows if key in row.metrics)]
+    fig = Figure(figsize=(5.4 * max(3, len(metrics)), 9.6), layout="constrained")
     FigureCanvasAgg(fig)
-    ax_tok, ax_sec, ax_seg = fig.subplots(1, 3)
-    for i, (row, m) in enumerate(zip(rows, chrf)):
-        if m.score is None:
-            continue
-        for ax, x in ((ax_tok, row.tokens_per_segment), (ax_sec, row.seconds_per_segment)):
-            ax.scatter([x], [m.score], s=60, color=f"C{i}", label=row.label)
-    ax_tok.set(xlabel="tokens generated per segment", ylabel="chrF", title=f"{d.data}: quality vs tokens")
-    ax_sec.set(xlabel="seconds per segment", ylabel="chrF", title="quality vs time")
-    for ax in (ax_tok, ax_sec):
+    top = fig.subplots(2, max(3, len(metrics)), squeeze=False)
+    ax_sec, ax_seg = top[1][0], top[1][1]
+    for ax in top[1][2:]:
+        ax.set_axis_off()
+    for ax, (key, name) in zip(top[0], metrics):
+        for i, row in enumerate(rows):
+            m = row.metrics.get(key)
+            if m is not None and m.score is not None:
+                ax.scatter([row.tokens_per_segment], [m.score], s=60, color=f"C{i}", label=row.label)
+        ax.set(xlabel="tokens generated per segment", ylabel=name, title=f"{d.data}: {name} vs tokens")
+        ax.set_xscale("log")
         ax.grid(alpha=0.3)
-    ax_tok.legend(fontsize=7, loc="best")
+    handles, labels = top[0][0].get_legend_handles_labels()
+    top[1][2].legend(handles, labels, fontsize=8, loc="upper left", title="strategy")  # in the free panel
+    chrf = [row.metrics["chrf"] for row in rows]
+    for i, (row, m) in enumerate(zip(rows, chrf)):
+        if m.score is not None:
+            ax_sec.scatter([row.seconds_per_segment], [m.score], s=60, color=f"C{i}", label=row.label)
+    ax_sec.set(xlabel="seconds per segment", ylabel="chrF", title="chrF vs time")
+    ax_sec.grid(alpha=0.3)
     base = chrf[0].segments
     others = [(i, row, m.segments) for i, (row, m) in enumerate(zip(rows, chrf)) if i and m.segments and base]
     width = 0.8 / max(1, len(others))
@@ -289,11 +303,9 @@ def plot_dataset(d: DatasetReport, path: Path) -> None:
         ax_seg.bar(xs, [s - b for s, b in zip(seg, base)], width=width, color=f"C{i}", label=row.label)
     ax_seg.axhline(0, color="black", linewidth=0.8)
     ax_seg.set(xlabel="segment", ylabel=f"chrF − {rows[0].label}", title="per-segment chrF change from the baseline")
-    if others:
-        ax_seg.legend(fontsize=7, loc="best")
-    else:
+    if not others:  # the colours are the strategies' of the legend panel
         ax_seg.text(0.5, 0.5, "needs a second strategy", ha="center", va="center", transform=ax_seg.transAxes)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=90)
 
 
 def write_report(report: BenchReport, out: Path) -> tuple[Path, Path]:

@@ -178,6 +178,28 @@ def test_reflection_is_injected_where_a_thought_ends(llama):
     assert found, "the prompt no longer makes the model end a thought"
 
 
+SEGMENTS = ["老板又在给我们画饼了，说明年一定涨工资。", "他最近很佛系，什么事都不争不抢。", "别卷了，大家都躺平吧。",
+            "这部电影的结局有点虎头蛇尾。", "我给你安利一本书，超级好看。", "今天的会议开得我一脸懵逼。"]
+
+
+def _direct(tr: Translator, texts: list[str], src: str = "zh", tgt: str = "en") -> list[tuple]:
+    results = tr.strategy("direct", max_new_tokens=32).translate([make_request(t, src, tgt) for t in texts])
+    return [(r.translation, [t.logprob for t in r.tokens]) for r in results]
+
+
+def test_a_batch_decodes_the_same_whatever_ran_before_it():
+    """llama.cpp's numbers depend on where a batch's cells lie in the cache: before the backend emptied
+    the cache when the kind of prompt changed, 6 of 10 such translations came out differently after a
+    batch in the other direction (whose prompt head stayed in the cache) than in a fresh backend."""
+    fresh = _direct(Translator(backend=_small(4096), lexicon=False), SEGMENTS)
+    tr = Translator(backend=_small(4096), lexicon=False)
+    _direct(tr, ["I woke up late this morning.", "Let's go hiking this weekend, it will be fun."], "en", "zh")
+    assert _direct(tr, SEGMENTS) == fresh
+    forced = tr.backend.stats.recomputed_tokens
+    assert _direct(tr, SEGMENTS) == fresh  # the same kind again: its head is kept, nothing is run twice
+    assert tr.backend.stats.recomputed_tokens == forced == 0
+
+
 def test_released_states_give_their_cells_and_sequences_back(prompt):
     """Ten rounds of up to 3 x 60 tokens in a 256-cell context: only possible if each round's cells come back."""
     backend = _small(256)

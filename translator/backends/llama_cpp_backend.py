@@ -86,6 +86,7 @@ class _SeqPool:
 
         self._rm = llama_cpp.llama_memory_seq_rm
         self.memory = memory
+        self.size = size
         self.free = list(range(size - 1, -1, -1))
         self.dead: list[int] = []
 
@@ -187,6 +188,7 @@ class LlamaCppBackend(Backend):
         self._memory = llama_cpp.llama_get_memory(self._ctx)
         self._seqs = _SeqPool(self._memory, min(MAX_SEQUENCES, llama_cpp.llama_n_seq_max(self._ctx)))
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
+        self._fresh_heads: set[tuple[int, ...]] = set()  # the heads computed into an empty cache (_settle)
         self._stats.peak_cache_bytes = self._kv_bytes()
 
     def close(self) -> None:
@@ -324,6 +326,40 @@ class LlamaCppBackend(Backend):
         """``id`` of each shared prompt head (see ``Backend.start``) the backend keeps."""
         return {id(head) for head in self.__dict__.get("_heads", {}).values()}
 
+    def _settle(self, states: list[LlamaState]) -> None:
+        """Make a new batch of prompts start from the same cache layout whatever ran before it.
+
+        llama.cpp's results depend a little on where in the cache a batch's cells lie (the attention runs
+        over the cells up to the highest one in use, padded), so a segment decoded after another strategy
+        or language pair, whose prompt head still held cells, could come out differently from the same
+        segment in a fresh process (measured: 36-38 of 97 greedy slang translations). So when the states
+        hold no cells of their own (fresh prompts) and nothing but kept prompt heads holds any, and those
+        heads are not exactly the ones these states descend from, computed into an empty cache, the cache
+        is emptied and the heads the states need are computed again (one head's prefill, only when the
+        kind of prompt changes; a run of one kind keeps its head)."""
+        heads = self.__dict__.get("_heads", {})  # key (token ids) -> head state
+        key_of = {id(head): key for key, head in heads.items()}
+        if any(s.seq is not None for st in states for s in st.path() if id(s) not in key_of):
+            return  # the states continue cells of their own (a search, a forced answer): nothing to settle
+        needed = {key_of[id(s)] for st in states for s in st.path()[:-1] if id(s) in key_of}
+        resident = {key for key, head in heads.items() if head.seq is not None}
+        self._seqs.collect()
+        if self._seqs.size - len(self._seqs.free) > len(resident):
+            import gc
+
+            gc.collect()  # a finished search tree (reference cycles) may still hold sequences
+            self._seqs.collect()
+            if self._seqs.size - len(self._seqs.free) > len(resident):
+                return  # other states still hold cells: leave the layout alone
+        if resident == needed == self._fresh_heads:
+            return
+        for head in heads.values():
+            head.seq, head.kv_len, head.computed, head.next_logprobs = None, 0, 0, None
+        self._seqs.collect()
+        if len(self._seqs.free) == self._seqs.size:
+            self._lc.llama_memory_clear(self._memory, False)
+            self._fresh_heads = needed
+
     def _prepare(self, states: list[LlamaState]) -> dict[int, str]:
         """Make each state's prefix complete in the KV cache with its next-token distribution, all
         prefills in shared decode calls; returns, by ``id(state)``, why a state could not be (no room).
@@ -361,6 +397,7 @@ class LlamaCppBackend(Backend):
     # ----- generation ----------------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[Continuation]:
         unique = list({id(r.state): r.state for r in requests}.values())
+        self._settle(unique)
         failed = self._prepare(unique)
         rows = [_Row(r, TokenCutter(r, self.stop_ids, self.decode)) for r in requests]
         for row in rows:
@@ -437,6 +474,7 @@ class LlamaCppBackend(Backend):
         token_ids = [int(t) for t in token_ids]
         if not token_ids:
             return []
+        self._settle([state])
         failed = self._prepare([state])
         if failed:
             raise TranslatorError(f"cannot score {len(token_ids)} forced tokens: {failed[id(state)]}")
