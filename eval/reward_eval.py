@@ -44,6 +44,7 @@ from typing import Any
 from eval.data import shared_data_dir
 from translator.errors import InputError
 from translator.languages import resolve_language
+from translator.options import add_model_options, build_translator, model_settings
 from translator.prompt import TranslationRequest
 from translator.registry import DEFAULT_MODEL
 from translator.rewards import REGISTRY, RewardContext, RewardValue, RolloutPath, combine, make_reward, sentence_chrf
@@ -390,7 +391,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(grouped by segment) and system-level pairwise accuracy, beside sentence chrF and BLEU.")
     p.add_argument("--model", default=None, help="model spec for the teacher-forced and back-translation rewards "
                    "(default: the default model)")
-    p.add_argument("--dtype", default=None)
+    add_model_options(p)
     p.add_argument("--wmt21-segments", type=int, default=100, metavar="N", help="first N WMT21 segments (0: skip)")
     p.add_argument("--ted-segments", type=int, default=50, metavar="N", help="first N TED segments (0: skip)")
     p.add_argument("--backtranslation-segments", type=int, default=10, metavar="N",
@@ -399,7 +400,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--combinations", type=_names, default=list(DEFAULT_COMBINATIONS))
     p.add_argument("--out", type=Path, default=Path("eval/results/reward-meta-eval"))
     p.add_argument("--journal", type=Path, default=None, help="default: OUT/journal.jsonl (kept out of git)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads")
     p.add_argument("--report-only", action="store_true",
                    help="load no model: report what the journal holds (back-translation on the prefix reached)")
     p.set_defaults(handler=run_command)
@@ -411,21 +411,16 @@ def run_command(args: argparse.Namespace) -> int:
         raise InputError("nothing to score: give --wmt21-segments or --ted-segments above 0")
     combinations = [c for c in args.combinations if all(p in args.rewards for p in c.split("+"))]
     plan = Plan(segments, args.rewards, combinations, args.backtranslation_segments)
-    settings = {"schema": SCHEMA, "model": args.model, "dtype": args.dtype,
+    settings = {"schema": SCHEMA, **model_settings(args, DEFAULT_MODEL), "model": args.model,
                 "backtranslation_max_new_tokens": 160, "forced_prompt": "direct"}
     journal = Journal(args.journal or args.out / "journal.jsonl", settings)
     todo = [(d, s.seg_id, r) for d, segs in segments.items() for r in args.rewards
             for s in plan.segments_for(d, r) if (d, s.seg_id, r) not in journal.done]
     model_name = args.model or DEFAULT_MODEL  # the spec the backend opens; its own name once it is loaded
     if todo and not args.report_only:
-        if args.threads:
-            import torch
-
-            torch.set_num_threads(args.threads)
-        from translator.backends import open_backend
         from translator.rewards import direct_back_translator
 
-        backend = open_backend(args.model, dtype=args.dtype)
+        backend = build_translator(args, lexicon=False).backend
         model_name = backend.name
         print(f"scoring {len(todo)} (segment, reward) items with {backend.name}", file=sys.stderr, flush=True)
         score_all(plan, RewardContext(backend, direct_back_translator(backend, 160)), journal)
