@@ -29,7 +29,6 @@ engines 5-10x slower while another job ran, and 1.4-1.7x faster than 1 thread wh
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -149,7 +148,6 @@ class LlamaCppBackend(Backend):
 
     def __init__(self, gguf: str | Path, tokenizer, stop_token_ids: list[int], *, name: str | None = None,
                  n_ctx: int = DEFAULT_N_CTX, threads: int | None = None):
-        """``tokenizer``: the tokenizer, or a Future of (tokenizer, stop ids), taken once the model is loaded."""
         import llama_cpp
 
         if n_ctx < 64:
@@ -159,6 +157,8 @@ class LlamaCppBackend(Backend):
             raise ModelLoadError(f"threads must be at least 1 (got {threads})")
         logging.getLogger("llama-cpp-python").setLevel(logging.ERROR)  # llama.cpp's load chatter
         self._lc = llama_cpp
+        self._tokenizer = tokenizer
+        self.stop_ids = set(stop_token_ids)
         self.name = name or Path(gguf).stem
         self.gguf = Path(gguf)
         self.n_ctx = n_ctx
@@ -190,10 +190,6 @@ class LlamaCppBackend(Backend):
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._fresh_heads: set[tuple[int, ...]] = set()  # the heads computed into an empty cache (_settle)
         self._stats.peak_cache_bytes = self._kv_bytes()
-        if isinstance(tokenizer, Future):  # still loading (open_llama_cpp): (tokenizer, stop ids)
-            tokenizer, stop_token_ids = tokenizer.result()
-        self._tokenizer = tokenizer
-        self.stop_ids = set(stop_token_ids)
 
     def close(self) -> None:
         """Free the context and the model (also done when the backend is garbage-collected)."""
@@ -564,8 +560,5 @@ def open_llama_cpp(spec: str, *, n_ctx: int | None = None, threads: int | None =
     kind, target = classify_spec(spec)
     gguf = gguf_of(spec)
     name = REGISTRY[target].display_name if kind == "registry" else Path(target).stem
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        # The tokenizer is read while llama.cpp maps the GGUF and makes the context (ctypes lets go of the
-        # GIL there): a warm start does both at once.
-        loading = pool.submit(load_tokenizer, spec)
-        return LlamaCppBackend(gguf, loading, [], name=name, n_ctx=n_ctx or DEFAULT_N_CTX, threads=threads)
+    tokenizer, stop_ids = load_tokenizer(spec)
+    return LlamaCppBackend(gguf, tokenizer, stop_ids, name=name, n_ctx=n_ctx or DEFAULT_N_CTX, threads=threads)
