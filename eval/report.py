@@ -269,6 +269,7 @@ def plot_dataset(d: DatasetReport, path: Path) -> None:
     from the baseline. Drawn on the Agg canvas directly: no pyplot state, no display needed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     rows = d.strategies
     metrics = [(key, name) for key, name in PLOT_METRICS
@@ -286,6 +287,8 @@ def plot_dataset(d: DatasetReport, path: Path) -> None:
                 ax.scatter([row.tokens_per_segment], [m.score], s=60, color=f"C{i}", label=row.label)
         ax.set(xlabel="tokens generated per segment", ylabel=name, title=f"{d.data}: {name} vs tokens")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())  # 2x10^1, 3x10^1... would overlap
         ax.grid(alpha=0.3)
     handles, labels = top[0][0].get_legend_handles_labels()
     top[1][2].legend(handles, labels, fontsize=8, loc="upper left", title="strategy")  # in the free panel

@@ -194,10 +194,14 @@ def test_a_batch_decodes_the_same_whatever_ran_before_it():
     fresh = _direct(Translator(backend=_small(4096), lexicon=False), SEGMENTS)
     tr = Translator(backend=_small(4096), lexicon=False)
     _direct(tr, ["I woke up late this morning.", "Let's go hiking this weekend, it will be fun."], "en", "zh")
-    assert _direct(tr, SEGMENTS) == fresh
-    forced = tr.backend.stats.recomputed_tokens
-    assert _direct(tr, SEGMENTS) == fresh  # the same kind again: its head is kept, nothing is run twice
-    assert tr.backend.stats.recomputed_tokens == forced == 0
+    stats = tr.backend.stats
+    before = stats.forwarded_tokens
+    assert _direct(tr, SEGMENTS) == fresh  # after the other kind: its head is computed again, into an empty cache
+    middle = stats.forwarded_tokens
+    assert _direct(tr, SEGMENTS) == fresh  # the same kind again: its head is kept
+    head = list(tr.backend._heads)[-1]  # the zh-en head (used last)
+    assert (middle - before) - (stats.forwarded_tokens - middle) == len(head)
+    assert stats.recomputed_tokens == 0  # the search's own count: a head run again on purpose is not in it
 
 
 def test_released_states_give_their_cells_and_sequences_back(prompt):

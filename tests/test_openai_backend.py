@@ -437,7 +437,7 @@ def test_speed_script_compares_the_server_with_the_in_process_search(tmp_path):
     assert report["server_logprobs_source"].startswith("server:")
     assert report["server_over_inprocess_tokens_per_s"] == pytest.approx(
         report["server_tokens_per_s"] / report["inprocess_tokens_per_s"], rel=0.02)
-    assert (tmp_path / "speed-llama-server.md").read_text().count("\n") == len(report) - 2  # machine, cpus: JSON only
+    assert (tmp_path / "speed-llama-server.md").read_text().count("\n") == len(report) - 3  # machine, cpus, torch_threads: JSON only
 
 
 def test_on_tokens_hears_each_reply_whole(small_model):

@@ -336,7 +336,9 @@ class LlamaCppBackend(Backend):
         hold no cells of their own (fresh prompts) and nothing but kept prompt heads holds any, and those
         heads are not exactly the ones these states descend from, computed into an empty cache, the cache
         is emptied and the heads the states need are computed again (one head's prefill, only when the
-        kind of prompt changes; a run of one kind keeps its head)."""
+        kind of prompt changes; a run of one kind keeps its head). Such a head starts over as a state never
+        computed, so ``recomputed_tokens`` (what a search re-encodes) does not count it; ``forwarded_tokens``
+        does."""
         heads = self.__dict__.get("_heads", {})  # key (token ids) -> head state
         key_of = {id(head): key for key, head in heads.items()}
         if any(s.seq is not None for st in states for s in st.path() if id(s) not in key_of):
