@@ -411,6 +411,7 @@ def run_command(args: argparse.Namespace) -> int:
         raise InputError("nothing to score: give --wmt21-segments or --ted-segments above 0")
     combinations = [c for c in args.combinations if all(p in args.rewards for p in c.split("+"))]
     plan = Plan(segments, args.rewards, combinations, args.backtranslation_segments)
+    # "model" as given (None for the default), as journals written before the shared model options hold it
     settings = {"schema": SCHEMA, **model_settings(args, DEFAULT_MODEL), "model": args.model,
                 "backtranslation_max_new_tokens": 160, "forced_prompt": "direct"}
     journal = Journal(args.journal or args.out / "journal.jsonl", settings)

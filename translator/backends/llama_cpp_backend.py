@@ -96,6 +96,11 @@ class _SeqPool:
             self._rm(self.memory, seq_id, -1, -1)
             self.free.append(seq_id)
 
+    @property
+    def in_use(self) -> int:
+        """Ids handed out and not yet taken back (call ``collect`` first for an up-to-date count)."""
+        return self.size - len(self.free)
+
     def take(self) -> _Seq | None:
         self.collect()
         if not self.free:
@@ -346,19 +351,19 @@ class LlamaCppBackend(Backend):
         needed = {key_of[id(s)] for st in states for s in st.path()[:-1] if id(s) in key_of}
         resident = {key for key, head in heads.items() if head.seq is not None}
         self._seqs.collect()
-        if self._seqs.size - len(self._seqs.free) > len(resident):
+        if self._seqs.in_use > len(resident):
             import gc
 
             gc.collect()  # a finished search tree (reference cycles) may still hold sequences
             self._seqs.collect()
-            if self._seqs.size - len(self._seqs.free) > len(resident):
+            if self._seqs.in_use > len(resident):
                 return  # other states still hold cells: leave the layout alone
         if resident == needed == self._fresh_heads:
             return
         for head in heads.values():
             head.seq, head.kv_len, head.computed, head.next_logprobs = None, 0, 0, None
         self._seqs.collect()
-        if len(self._seqs.free) == self._seqs.size:
+        if not self._seqs.in_use:
             self._lc.llama_memory_clear(self._memory, False)
             self._fresh_heads = needed
 
