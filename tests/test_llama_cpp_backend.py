@@ -204,6 +204,43 @@ def test_a_batch_decodes_the_same_whatever_ran_before_it():
     assert stats.recomputed_tokens == 0  # the search's own count: a head run again on purpose is not in it
 
 
+def test_a_stored_prompt_head_is_read_back_and_decodes_bitwise_the_same(tmp_path):
+    """A new process reads its prompt head from the head store instead of prefilling it; what follows is
+    exactly what a computed head gives, in either direction (a switch empties the cache: read into it
+    again); a torn or foreign file is computed again and rewritten."""
+    def backend(store):
+        return LlamaCppBackend(llama_gguf(), *_tokenizer(), n_ctx=4096, threads=1, head_store=store)
+
+    computed = Translator(backend=backend(None), lexicon=False)
+    want = {d: _direct(computed, SEGMENTS[:3] if d == "zh" else ["I woke up late this morning."], d,
+                       "en" if d == "zh" else "zh") for d in ("zh", "en")}
+    assert computed.backend.stats.restored_tokens == 0 and not list(tmp_path.iterdir())
+
+    first = Translator(backend=backend(tmp_path), lexicon=False)  # stores each head it computes alone
+    assert _direct(first, SEGMENTS[:3]) == want["zh"]
+    assert _direct(first, ["I woke up late this morning."], "en", "zh") == want["en"]
+    files = sorted(tmp_path.glob("*.kv"))
+    assert len(files) == 2 and first.backend.stats.restored_tokens == 0
+
+    again = Translator(backend=backend(tmp_path), lexicon=False)
+    stats = again.backend.stats
+    assert _direct(again, SEGMENTS[:3]) == want["zh"]
+    zh_head = len(list(again.backend._heads)[-1])
+    assert stats.restored_tokens == zh_head
+    assert _direct(again, ["I woke up late this morning."], "en", "zh") == want["en"]
+    en_head = len(list(again.backend._heads)[-1])
+    assert stats.restored_tokens == zh_head + en_head
+    assert stats.forwarded_tokens == first.backend.stats.forwarded_tokens - zh_head - en_head
+
+    for f in files:  # torn files: nothing is read, the heads are computed and the files made whole again
+        f.write_bytes(f.read_bytes()[: len(f.read_bytes()) // 2])
+    torn = Translator(backend=backend(tmp_path), lexicon=False)
+    assert _direct(torn, SEGMENTS[:3]) == want["zh"] and torn.backend.stats.restored_tokens == 0
+    mended = Translator(backend=backend(tmp_path), lexicon=False)
+    assert _direct(mended, SEGMENTS[:3]) == want["zh"] and mended.backend.stats.restored_tokens == zh_head
+    assert sorted(tmp_path.glob("*.kv")) == files  # rewritten in place, no temporary left
+
+
 def test_released_states_give_their_cells_and_sequences_back(prompt):
     """Ten rounds of up to 3 x 60 tokens in a 256-cell context: only possible if each round's cells come back."""
     backend = _small(256)

@@ -111,6 +111,7 @@ class BackendStats:
 
     forwarded_tokens: int = 0  # token positions run through the model
     recomputed_tokens: int = 0  # of those, positions whose KV had been computed before
+    restored_tokens: int = 0  # prompt-head positions read from disk instead (llama.cpp's head store)
     generated_tokens: int = 0
     forward_calls: int = 0
     peak_cache_bytes: int = 0

@@ -36,6 +36,7 @@ import numpy as np
 
 from translator.backends.base import Backend, BackendStats, Continuation, GenRequest, PrefixState, Sampling
 from translator.backends.cutter import TokenCutter
+from translator.backends.head_store import HeadStore, identity_of
 from translator.cpu_cores import physical_cores
 from translator.script_guard import without
 from translator.errors import ModelLoadError, TranslatorError
@@ -152,7 +153,9 @@ class LlamaCppBackend(Backend):
     state_class = LlamaState
 
     def __init__(self, gguf: str | Path, tokenizer, stop_token_ids: list[int], *, name: str | None = None,
-                 n_ctx: int = DEFAULT_N_CTX, threads: int | None = None):
+                 n_ctx: int = DEFAULT_N_CTX, threads: int | None = None, head_store: Path | None = None):
+        """``head_store``: a folder where prompt heads' cells are kept between processes
+        (``translator.backends.head_store``); None computes every head (and counts it in the stats)."""
         import llama_cpp
 
         if n_ctx < 64:
@@ -194,6 +197,7 @@ class LlamaCppBackend(Backend):
         self._seqs = _SeqPool(self._memory, min(MAX_SEQUENCES, llama_cpp.llama_n_seq_max(self._ctx)))
         self._batch = llama_cpp.llama_batch_init(self._n_batch, 0, 1)
         self._fresh_heads: set[tuple[int, ...]] = set()  # the heads computed into an empty cache (_settle)
+        self.head_store = HeadStore(head_store, identity_of(self.gguf, cparams)) if head_store else None
         self._stats.peak_cache_bytes = self._kv_bytes()
 
     def close(self) -> None:
@@ -375,9 +379,15 @@ class LlamaCppBackend(Backend):
         heads = self._head_ids()
         unready = {id(s): s for st in states for s in st.path()[:-1]
                    if id(s) in heads and (s.seq is None or s.kv_len < s.end)}
+        self._seqs.collect()
+        alone = self.head_store is not None and len(unready) == 1 and not self._seqs.in_use
+        if alone and self._restore_head(next(iter(unready.values()))):
+            unready = {}
         failed: dict[int, str] = self._prepare(list(unready.values())) if unready else {}
         for head in unready.values():
             head.next_logprobs = None  # only its children's distributions are wanted
+            if alone and id(head) not in failed:  # computed alone into an empty cache: as a restored one lies
+                self.head_store.save(self._ctx, head.seq.id, head.tokens)
         self._seqs.collect()
         claimed: set[int] = set()
         plans: list[tuple[LlamaState, _Feed]] = []
@@ -400,6 +410,17 @@ class LlamaCppBackend(Backend):
                     s.seq, s.kv_len = feed.seq, s.end
             state.next_logprobs = feed.logprobs
         return failed
+
+    def _restore_head(self, head: LlamaState) -> bool:
+        """Read a prompt head's cells from the head store into a new sequence (the cache is empty, so they
+        lie where computing them would put them); False when the store has none for it."""
+        seq = self._seqs.take()
+        if seq is None or not self.head_store.load(self._ctx, seq.id, head.tokens):
+            return False  # the sequence (and whatever a refused load left in it) is freed with ``seq``
+        seq.length = head.end
+        head.seq, head.kv_len, head.computed, head.next_logprobs = seq, head.end, len(head.tokens), None
+        self._stats.restored_tokens += len(head.tokens)
+        return True
 
     # ----- generation ----------------------------------------------------------------------------------
     def generate(self, requests: list[GenRequest]) -> list[Continuation]:
@@ -556,6 +577,7 @@ def _best(values: np.ndarray, m: int) -> np.ndarray:
 def open_llama_cpp(spec: str, *, n_ctx: int | None = None, threads: int | None = None) -> LlamaCppBackend:
     """The llama.cpp backend for a registry name or a ``.gguf`` path: the GGUF is assembled and verified
     (registry), never dequantized; the tokenizer comes from ``translator.tokenizer``."""
+    from translator.cache_paths import cache_dir
     from translator.registry import REGISTRY, classify_spec, gguf_of
     from translator.tokenizer import load_tokenizer
 
@@ -568,4 +590,5 @@ def open_llama_cpp(spec: str, *, n_ctx: int | None = None, threads: int | None =
     gguf = gguf_of(spec)
     name = REGISTRY[target].display_name if kind == "registry" else Path(target).stem
     tokenizer, stop_ids = load_tokenizer(spec)
-    return LlamaCppBackend(gguf, tokenizer, stop_ids, name=name, n_ctx=n_ctx or DEFAULT_N_CTX, threads=threads)
+    return LlamaCppBackend(gguf, tokenizer, stop_ids, name=name, n_ctx=n_ctx or DEFAULT_N_CTX, threads=threads,
+                           head_store=cache_dir() / "kv-heads")
