@@ -36,11 +36,14 @@ import json
 import os
 import platform
 import resource
+import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
+
+WARM_STARTS = 3  # timed warm starts per thread setting; the report keeps the median
 
 SENTENCES = (
     ("这双鞋给人一种踩屎感，穿一整天都不累。", "zh", "en"),
@@ -228,8 +231,8 @@ class EngineReport:
     llama_load_seconds: float
     first_run_seconds: float
     first_run_peak_rss_mb: float
-    warm_time_to_first_token_s: float  # with --threads as given to this run
-    warm_time_to_first_token_default_threads_s: float  # with no --threads (default_threads)
+    warm_time_to_first_token_s: float  # with --threads as given to this run (median of WARM_STARTS)
+    warm_time_to_first_token_default_threads_s: float  # with no --threads (default_threads; median)
     default_threads: int
 
 
@@ -362,8 +365,11 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
             f"assert main(['--backend', 'llama-cpp', '--model', {spec!r}{{}}, '--quiet', "
             "'--strategy', 'direct', '--max-new-tokens', '1', '这双鞋给人一种踩屎感。']) in (0, 1)")
     _fresh_process(warm.format(""))  # warm: every cache filled, the prompt head's KV in the head store too
-    warm_seconds, _ = _fresh_process(warm.format(f", '--threads', '{threads}'"))
-    warm_default_seconds, _ = _fresh_process(warm.format(""))  # as a user runs it: the default thread count
+    starts: dict[str, list[float]] = {f", '--threads', '{threads}'": [], "": []}  # "": the default threads
+    for _ in range(WARM_STARTS):  # alternating: a 3 s process varies by +-0.3 s from one start to the next
+        for flag, seconds in starts.items():
+            seconds.append(_fresh_process(warm.format(flag))[0])
+    warm_seconds, warm_default_seconds = (statistics.median(v) for v in starts.values())
     llama_rate, hf_rate = tree(llama_results) / llama_seconds, tree(hf_results) / hf_seconds
     return EngineReport(
         model=llama.name, gguf=str(gguf), threads=threads,
