@@ -22,7 +22,8 @@ tokens run through the model, and whether the decoded tokens are the same.
 
 ``--engines`` compares the two in-process backends on the same GGUF and thread count (``EngineReport``):
 single-stream greedy tokens/s of the llama.cpp backend, of ``llama_cpp.Llama.create_completion`` (no
-log-probs) and of the transformers backend, taken in alternating rounds; the same mcts search on both
+log-probs) and of the transformers backend, taken in alternating rounds, from a cold prompt and from a
+prompt whose shared head was computed before (as in a batch run or a warm start); the same mcts search on both
 (tree tokens/s, prefix tokens recomputed, peak RSS: the llama.cpp search runs first, so its peak is read
 before transformers is loaded); and, in fresh processes, the llama.cpp path's first run with an empty
 cache (assemble + verify the GGUF, build the tokenizer: time and peak memory) and the warm time to first
@@ -216,6 +217,18 @@ class EngineReport:
     llama_backend_prompt_first_token_s: float
     create_completion_prompt_first_token_s: float
     transformers_backend_prompt_first_token_s: float
+    # the same prompt with its shared head computed before (``_greedy_backend``): how a batch run's segments
+    # and a warm start run; create_completion reuses the matching prefix of its previous call
+    prompt_tokens: int
+    head_tokens: int
+    llama_backend_warm_head_greedy_tokens_per_s: float
+    create_completion_warm_head_greedy_tokens_per_s: float
+    transformers_backend_warm_head_greedy_tokens_per_s: float
+    warm_head_llama_over_create_completion: float
+    warm_head_llama_over_transformers: float
+    llama_backend_warm_head_first_token_s: float
+    create_completion_warm_head_first_token_s: float
+    transformers_backend_warm_head_first_token_s: float
     search: dict
     llama_mcts_tree_tokens: int
     llama_mcts_seconds: float
@@ -238,8 +251,8 @@ class EngineReport:
 
 @dataclass
 class GreedyRun:
-    """One single-stream greedy decode from a fresh prompt: the prompt is prefilled in every run, for every
-    engine (a cached prompt would flatter whichever engine kept it)."""
+    """One single-stream greedy decode: a cold run prefills the whole prompt, a warm-head run the prompt
+    after its shared head, alike for every engine (a cache only one engine kept would flatter it)."""
 
     tokens: int
     seconds: float  # end to end: prefill and every token
@@ -250,8 +263,13 @@ class GreedyRun:
         return self.seconds - self.first_token_seconds
 
 
-def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> GreedyRun:
+def _greedy_backend(backend, prompt: str, max_new_tokens: int, head_from: str | None = None) -> GreedyRun:
+    """Cold (``head_from`` None): the whole prompt is prefilled. Warm head: ``head_from``, another segment's
+    prompt of the same kind, is decoded for one token first, untimed, which computes the shared prompt head
+    (``prompt_head``); the timed prompt then prefills only its own tokens, as every segment of a batch run
+    and every warm start (head store) does."""
     from translator.backends.base import GenRequest
+    from translator.prompt import prompt_head
 
     first: list[float] = []
 
@@ -259,7 +277,11 @@ def _greedy_backend(backend, prompt: str, max_new_tokens: int) -> GreedyRun:
         if not first:
             first.append(time.perf_counter())
 
-    state = backend.start(prompt)
+    if head_from is None:
+        state = backend.start(prompt)
+    else:
+        backend.generate([GenRequest(backend.start(head_from, head=prompt_head(head_from)), 1)])
+        state = backend.start(prompt, head=prompt_head(prompt))
     start = time.perf_counter()
     cont = backend.generate([GenRequest(state, max_new_tokens, on_tokens=on_tokens)])[0]
     end = time.perf_counter()
@@ -292,7 +314,7 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     from translator.backends.transformers_backend import TransformersBackend
     from translator.cpu_cores import physical_cores
     from translator.models import load_model
-    from translator.prompt import build_prompt
+    from translator.prompt import build_prompt, prompt_head
     from translator.registry import DEFAULT_MODEL, gguf_of
 
     spec = model or DEFAULT_MODEL
@@ -308,14 +330,26 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
 
     prompt = build_prompt(llama.tokenizer, requests[0], reasoning=True)
     prompt_ids = llama.tokenizer.encode(prompt, add_special_tokens=False)
+    # the warm-head rounds' untimed first prompt: the same kind and length, a segment that shares no token
+    # with this one (its text reversed), so only the head is common to both
+    head_from = build_prompt(llama.tokenizer, make_request(requests[0].text[::-1], requests[0].src,
+                                                           requests[0].tgt), reasoning=True)
+    assert prompt[:prompt_head(prompt)] == head_from[:prompt_head(head_from)], "the two prompts share no head"
+    head_from_ids = llama.tokenizer.encode(head_from, add_special_tokens=False)
+    head_tokens = llama.start(prompt, head=prompt_head(prompt)).parent.end
     use_backend_model_params()
     own = Llama(str(gguf), n_ctx=4096, n_threads=threads, n_threads_batch=threads, verbose=False)
-    rates: dict[str, list[GreedyRun]] = {"llama": [], "completion": [], "transformers": []}
+    rates: dict[str, list[GreedyRun]] = {f"{engine}{kind}": [] for engine in ("llama", "completion", "transformers")
+                                         for kind in ("", "-warm-head")}
 
-    def completion() -> GreedyRun:
+    def completion(warm_head: bool = False) -> GreedyRun:
         # Llama keeps the KV of its last call and skips the matching prompt prefix: reset, so that every
-        # round prefills the prompt as the backends do (before, a second round skipped it)
+        # round prefills the prompt as the backends do (before, a second round skipped it); for a warm
+        # head, an untimed one-token call on the other segment's prompt leaves its head to be reused
         own.reset()
+        if warm_head:
+            for _ in own.create_completion(head_from_ids, max_tokens=1, temperature=0.0, top_k=1, stream=True):
+                pass
         start = time.perf_counter()
         first, tokens = None, 0
         for chunk in own.create_completion(prompt_ids, max_tokens=greedy_tokens, temperature=0.0, top_k=1,
@@ -329,6 +363,8 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     for _ in range(rounds):
         rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
         rates["completion"].append(completion())
+        rates["llama-warm-head"].append(_greedy_backend(llama, prompt, greedy_tokens, head_from))
+        rates["completion-warm-head"].append(completion(warm_head=True))
     own.close()  # frees its model before transformers loads
 
     import torch
@@ -341,6 +377,8 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
     for _ in range(rounds):
         rates["transformers"].append(_greedy_backend(hf, prompt, greedy_tokens))
         rates["llama"].append(_greedy_backend(llama, prompt, greedy_tokens))
+        rates["transformers-warm-head"].append(_greedy_backend(hf, prompt, greedy_tokens, head_from))
+        rates["llama-warm-head"].append(_greedy_backend(llama, prompt, greedy_tokens, head_from))
     load_after = list(os.getloadavg())
 
     def rate(name: str) -> float:
@@ -389,6 +427,15 @@ def run_engines(model: str | None, options: dict, greedy_tokens: int, threads: i
         llama_backend_prompt_first_token_s=round(first_token("llama"), 2),
         create_completion_prompt_first_token_s=round(first_token("completion"), 2),
         transformers_backend_prompt_first_token_s=round(first_token("transformers"), 2),
+        prompt_tokens=len(prompt_ids), head_tokens=head_tokens,
+        llama_backend_warm_head_greedy_tokens_per_s=round(rate("llama-warm-head"), 2),
+        create_completion_warm_head_greedy_tokens_per_s=round(rate("completion-warm-head"), 2),
+        transformers_backend_warm_head_greedy_tokens_per_s=round(rate("transformers-warm-head"), 2),
+        warm_head_llama_over_create_completion=round(rate("llama-warm-head") / rate("completion-warm-head"), 2),
+        warm_head_llama_over_transformers=round(rate("llama-warm-head") / rate("transformers-warm-head"), 2),
+        llama_backend_warm_head_first_token_s=round(first_token("llama-warm-head"), 2),
+        create_completion_warm_head_first_token_s=round(first_token("completion-warm-head"), 2),
+        transformers_backend_warm_head_first_token_s=round(first_token("transformers-warm-head"), 2),
         search=options, llama_mcts_tree_tokens=tree(llama_results), llama_mcts_seconds=round(llama_seconds, 2),
         llama_mcts_tree_tokens_per_s=round(llama_rate, 2),
         llama_prefill_tokens_recomputed=sum(r.stats["recomputed_tokens"] for r in llama_results),
