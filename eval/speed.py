@@ -41,9 +41,11 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
+CPU_FLAGS_OF_NOTE = {"avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8", "amx_tile"}
 WARM_STARTS = 3  # timed warm starts per thread setting; the report keeps the median
 
 SENTENCES = (
@@ -534,6 +536,20 @@ def format_table(report: SpeedReport | ServerSpeedReport | EngineReport | HeadRe
     return "\n".join(f"| {k.ljust(width)} | {json.dumps(v, ensure_ascii=False)} |" for k, v in rows)
 
 
+def cpu_description() -> dict[str, Any]:
+    """The CPU's model name and the vector extensions that decide which kernels run: the engines' ratios
+    differ from one CPU to another (torch's bf16 matmuls use AMX where there is one, llama.cpp's Q4_K
+    kernels do not), so a speed report names its CPU."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {"cpu_model": platform.processor() or None, "cpu_flags": []}
+    fields = dict(line.split(":", 1) for line in info.split("\n\n", 1)[0].splitlines() if ":" in line)
+    model = next((v.strip() for k, v in fields.items() if k.strip() == "model name"), None)
+    flags = {f for k, v in fields.items() if k.strip() == "flags" for f in v.split()}
+    return {"cpu_model": model, "cpu_flags": sorted(flags & CPU_FLAGS_OF_NOTE)}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.speed", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None)
@@ -574,6 +590,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps({**asdict(report), "machine": platform.machine(),
+                                                        **cpu_description(),
                                                         "cpus": os.cpu_count(),
                                                         "torch_threads": torch.get_num_threads()}, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(table + "\n")
