@@ -97,6 +97,9 @@ def summary_html(result: TranslationResult, *, stopped: bool = False) -> str:
         stopped_early = stopped and rollouts < budget
         parts.append(f"{rollouts}/{budget} rollouts" + (" (stopped: best so far)" if stopped_early else ""))
         parts.append(f"{result.stats.get('nodes', 0)} nodes")
+        if (result.reward or {}).get("chosen") == "direct" and not result.stats.get("fallback"):
+            parts.append(f"the direct translation won the selection ({esc(str(result.reward.get('select')))}) "
+                         "over the tree's answers")
     parts.append(f"{result.wall_time_s:.1f} s")
     parts.append(f"{result.tokens_generated} tokens")
     parts.append(f'confidence <span class="mt-chip" style="background:{score_colour(result.confidence)}">'
@@ -132,15 +135,21 @@ def cut_off(result: TranslationResult) -> bool:
 
 
 def alternative_choices(result: TranslationResult) -> list[tuple[str, str]]:
-    """(label, translation) pairs for picking: the search's choice first, then the other finished
-    translations best reward first, so a translator can prefer one the confidence reward ranked lower."""
+    """(label, translation) pairs for picking: the search's choice first (and the rule that chose it), then
+    the other candidates in that rule's order, each with its reward (and, under mbr, its agreement with the
+    others), so a translator can prefer one the rule ranked lower."""
     choices = []
+    rule = (result.reward or {}).get("select")
     if result.translation:
         reward = result.reward.get("value") if result.reward else None
-        choices.append((f"{result.translation}  ·  chosen (reward {fmt(reward)})", result.translation))
+        how = f"chosen by {rule}" if rule else "chosen"
+        if (result.reward or {}).get("chosen") == "direct":
+            how += ", the direct translation"
+        choices.append((f"{result.translation}  ·  {how} (reward {fmt(reward)})", result.translation))
     for alt in result.alternatives:
-        visits = f"{alt.visits} visit{'s' if alt.visits != 1 else ''}"
-        choices.append((f"{alt.translation}  ·  reward {fmt(alt.reward)}, {visits}", alt.translation))
+        origin = "the direct translation" if alt.node_id < 0 else f"{alt.visits} visit{'s' if alt.visits != 1 else ''}"
+        agreement = f", agreement {fmt(alt.score)}" if rule == "mbr" and alt.score is not None else ""
+        choices.append((f"{alt.translation}  ·  reward {fmt(alt.reward)}{agreement}, {origin}", alt.translation))
     return choices
 
 

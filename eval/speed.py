@@ -550,6 +550,12 @@ def cpu_description() -> dict[str, Any]:
     return {"cpu_model": model, "cpu_flags": sorted(flags & CPU_FLAGS_OF_NOTE)}
 
 
+def machine_description() -> dict[str, Any]:
+    """What a speed report's JSON says of the machine beside its figures (not in its table)."""
+    return {"machine": platform.machine(), **cpu_description(), "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads()}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m eval.speed", description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=None)
@@ -573,9 +579,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --engines or --prompt-head: threads for every engine (default 1)")
     parser.add_argument("--out", type=Path, default=Path("eval/results/speed"))
     args = parser.parse_args(argv)
-    # fallback off: the figures are the search's own (a search without an answer would add a direct decode)
+    # fallback off and the paper's selection: the figures are the search's own (a search without an answer,
+    # or the default selection's direct candidate, would add a direct decode)
     options = dict(rollouts=args.rollouts, children=args.children, parallel=args.parallel,
-                   granularity=args.granularity, max_new_tokens=args.max_new_tokens, seed=0, fallback=False)
+                   granularity=args.granularity, max_new_tokens=args.max_new_tokens, seed=0, fallback=False,
+                   select="visits")
     if args.prompt_head:
         report = run_prompt_head(args.model, args.threads, args.strategy, 16, args.rounds)
         name = f"speed-prompt-head-{args.strategy}"
@@ -589,10 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     table = format_table(report)
     print(table)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{name}.json").write_text(json.dumps({**asdict(report), "machine": platform.machine(),
-                                                        **cpu_description(),
-                                                        "cpus": os.cpu_count(),
-                                                        "torch_threads": torch.get_num_threads()}, indent=2) + "\n")
+    (args.out / f"{name}.json").write_text(json.dumps({**asdict(report), **machine_description()}, indent=2) + "\n")
     (args.out / f"{name}.md").write_text(table + "\n")
     return 0
 

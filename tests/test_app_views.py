@@ -44,7 +44,7 @@ def backend(small_model):
 def mcts_result(backend) -> TranslationResult:
     result = Translator(backend=backend).translate(SENTENCE, "zh", "en", strategy="mcts", granularity="mini-32",
                                                    rollouts=4, children=2, max_new_tokens=40, thought_budget=0,
-                                                   fallback=False)
+                                                   fallback=False, select="visits")  # a path through the tree
     return TranslationResult.from_json(result.to_json())  # the views must work on a loaded trace too
 
 
@@ -225,6 +225,19 @@ def test_alternatives_follow_the_chosen_translation(mcts_result):
     choices = views.alternative_choices(result)
     assert [value for _, value in choices] == [result.translation] + [a.translation for a in result.alternatives]
     assert "chosen" in choices[0][0] and "reward 0.610, 1 visit" in choices[1][0] and "2 visits" in choices[2][0]
+
+
+def test_a_direct_translation_chosen_over_the_tree_says_so(mcts_result):
+    result = copy.deepcopy(mcts_result)
+    result.translation, result.reward = "So tired.", {**result.reward, "select": "mbr", "chosen": "direct"}
+    result.alternatives = [Alternative("I'm beat.", 0.61, 1, 2, 0.42), Alternative("Too tired.", 0.55, 0, -1, 0.40)]
+    choices = views.alternative_choices(result)
+    assert "chosen by mbr, the direct translation" in choices[0][0]
+    assert "agreement 0.420, 1 visit" in choices[1][0] and "agreement 0.400, the direct translation" in choices[2][0]
+    assert "the direct translation won the selection (mbr)" in views.summary_html(result)
+    result.stats = {**result.stats, "fallback": "direct"}  # no rollout answered: said by the warning instead
+    summary = views.summary_html(result)
+    assert "won the selection" not in summary and "the reasoning reached no translation" in summary
 
 
 def test_summary_warns_when_no_translation_was_parsed(mcts_result):

@@ -26,6 +26,8 @@ from eval.data import load_testset
 from eval.scoring import score
 from translator.errors import InputError
 from translator.result import TranslationResult
+from translator.selection import SELECT_RULES
+from translator.strategies.mcts import MctsConfig
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = "slang:zh-en"
@@ -65,7 +67,8 @@ def test_report_has_a_row_per_strategy_with_bootstrap(done: Path) -> None:
     assert dataset["data"] == DATA and dataset["n_segments"] == 3 and dataset["plot"] == "slang_zh-en/plot.png"
     rows = dataset["strategies"]
     # the mcts row, then what the other --select rules return from the same trees
-    assert [r["label"] for r in rows] == LABELS + [f"{LABELS[2]} -> select={rule}" for rule in ("reward", "mbr")]
+    others = [rule for rule in SELECT_RULES if rule != MctsConfig().select]
+    assert len(others) == 2 and [r["label"] for r in rows] == LABELS + [f"{LABELS[2]} -> select={rule}" for rule in others]
     assert [r["new_segments"] for r in rows] == [3, 3, 3, 0, 0]
     for i, row in enumerate(rows):
         assert "not requested" in row["metrics"]["comet"]["skipped"]
@@ -86,7 +89,8 @@ def test_figures_equal_a_recomputation_from_the_jsonl(done: Path) -> None:
         header, entries = journal(done / row["file"])
         label, _, rule = row["label"].partition(" -> select=")
         assert header["settings"]["label"] == label
-        assert header["settings"]["options"] == ({**row["params"], "select": "visits"} if rule else row["params"])
+        decoded = {**row["params"], "select": MctsConfig().select} if rule else row["params"]  # the default rule
+        assert header["settings"]["options"] == decoded
         results = [TranslationResult.from_dict(e["record"]["result"])
                    for e in sorted(entries, key=lambda e: e["index"])]
         if rule:  # scored on what that rule picks from the same trees

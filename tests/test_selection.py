@@ -71,7 +71,17 @@ def test_select_options_are_checked():
     with pytest.raises(InputError, match="select must be one of"):
         MctsConfig(select="best")
     with pytest.raises(InputError, match="select_with_direct needs"):
-        MctsConfig(select_with_direct=True)
+        MctsConfig(select="visits", select_with_direct=True)
+
+
+def test_the_default_choice_is_mbr_with_the_direct_candidate_and_visits_goes_without():
+    """The default rule (measured: README grid) competes with the direct translation unless told not to;
+    the paper's rule, which never visits that candidate, goes without it unless told otherwise (an error)."""
+    default = MctsConfig()
+    assert (default.select, default.select_with_direct) == ("mbr", True)
+    assert MctsConfig(select="reward").select_with_direct is True
+    assert MctsConfig(select="visits").select_with_direct is False
+    assert MctsConfig(select_with_direct=False).select_with_direct is False
 
 
 def test_search_returns_what_its_rule_picks(small_backend):
@@ -81,7 +91,7 @@ def test_search_returns_what_its_rule_picks(small_backend):
 
     tr = Translator(backend=small_backend)
     options = dict(strategy="mcts", rollouts=4, children=2, max_new_tokens=40, seed=3)
-    result = tr.translate("我今天太累了，只想躺平。", "zh", "en", select="reward", **options)
+    result = tr.translate("我今天太累了，只想躺平。", "zh", "en", select="reward", select_with_direct=False, **options)
     by_node = {n.id: n for n in result.tree.nodes}
     terminals = [n for n in result.tree.nodes if n.terminal]
     assert terminals and result.reward["select"] == "reward"

@@ -141,6 +141,22 @@ def test_cot_whose_forced_answer_is_empty_falls_back_to_direct(small_backend):
     assert result.tokens_generated == 16 + direct.tokens_generated
 
 
+def test_the_fallback_decode_goes_on_counting_the_tokens_of_the_batch(small_backend):
+    """A progress line hears the fallback's tokens too, counted and timed on from the reasoning's."""
+    from translator.api import make_request
+    from translator.strategies.base import Hooks
+
+    heard = []
+    cot = Translator(backend=_Silent(small_backend), lexicon=False).strategy("cot", max_new_tokens=48, thought_budget=16)
+    results = cot.translate([make_request(t, "zh", "en") for t in ("你好，世界", "我今天太累了")],
+                            Hooks(on_tokens=heard.append))
+    assert [r.stats.get("fallback") for r in results] == ["direct", "direct"]
+    counts, times = [p.tokens for p in heard], [p.elapsed_s for p in heard]
+    assert counts == sorted(counts) and times == sorted(times)
+    assert counts[-1] == sum(r.tokens_generated for r in results) > 2 * 16  # the thoughts, then the fallbacks
+    assert {p.segment for p in heard} == {0, 1}
+
+
 def test_a_cot_answer_that_answered_takes_no_fallback(translator):
     result = translator.translate("你好，世界", "zh", "en", strategy="cot", max_new_tokens=48, thought_budget=16)
     assert result.answered and "fallback" not in result.stats

@@ -33,8 +33,8 @@ def pair(request):
         cached, stops = load_tokenizer(spec)  # builds the cache on a first run
     except Exception as exc:  # noqa: BLE001 - the default model's packages may be absent in a small checkout
         pytest.skip(f"{spec} is not installed here: {exc}")
-    directory = _tokenizer_dir(REGISTRY[spec].sha256)
-    reference = AutoTokenizer.from_pretrained(directory, fix_mistral_regex=False)
+    # the directory the cached tokenizer was read from: its own, or a dequantized model's copy
+    reference = AutoTokenizer.from_pretrained(cached.directory, fix_mistral_regex=False)
     return cached, stops, reference, fix_tokenizer(reference)
 
 

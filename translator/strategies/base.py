@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
+import time
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, ClassVar
 
 from translator.backends.base import Backend
@@ -52,6 +53,22 @@ class Hooks:
     # far, direct and cot at every token and return the text they have (finish "stopped").
     should_stop: Callable[[], bool] | None = None
     on_tokens: Callable[[TokenProgress], None] | None = None
+
+
+def continued(hooks: Hooks, tokens: int, started: float, segments: list[int] | None = None) -> Hooks:
+    """Hooks for a decode that continues a translation under way (the direct candidate or fallback that cot
+    and mcts add): its token counts and times go on from the ``tokens`` generated since ``started``, and its
+    segment ``i`` is the caller's ``segments[i]``, so a progress line counts those tokens too instead of
+    starting again from zero. Stopping is the caller's."""
+    if hooks.on_tokens is None:
+        return Hooks(should_stop=hooks.should_stop)
+    report = hooks.on_tokens
+
+    def on_tokens(p: TokenProgress) -> None:
+        report(replace(p, tokens=tokens + p.tokens, elapsed_s=time.perf_counter() - started,
+                       segment=segments[p.segment] if segments is not None else p.segment))
+
+    return Hooks(should_stop=hooks.should_stop, on_tokens=on_tokens)
 
 
 class Strategy(ABC):

@@ -18,7 +18,7 @@ from translator.parse import parse_answer, parse_direct
 from translator.prompt import FORCE_ANSWER, THOUGHT_OPEN, TranslationRequest, start_prompt
 from translator.result import PathStep, TokenScore, TranslationResult, mean_confidence
 from translator.script_guard import answer_ban
-from translator.strategies.base import Hooks, Strategy, TokenProgress, resolve_thought_budget
+from translator.strategies.base import Hooks, Strategy, TokenProgress, continued, resolve_thought_budget
 
 if TYPE_CHECKING:  # mcts imports this module
     from translator.strategies.mcts import MctsConfig
@@ -133,7 +133,7 @@ def greedy_translate(strategy: _Greedy, requests: list[TranslationRequest], hook
     wall = (time.perf_counter() - start) / max(1, len(requests))
     results = [_result(strategy, request, answer, wall) for request, answer in zip(requests, answers)]
     if strategy.reasoning and config.fallback:
-        results = answer_fallback(backend, requests, results, config, hooks)
+        results = answer_fallback(backend, requests, results, config, hooks, start)
     return results
 
 
@@ -146,7 +146,7 @@ def fallback_direct(backend, config: "CotConfig | MctsConfig") -> "Direct":
 
 
 def answer_fallback(backend, requests: list[TranslationRequest], results: list[TranslationResult],
-                    config: "CotConfig | MctsConfig", hooks: Hooks) -> list[TranslationResult]:
+                    config: "CotConfig | MctsConfig", hooks: Hooks, started: float) -> list[TranslationResult]:
     """Reasoning answers that reached no translation (a forced Output the model left empty, a closed
     thought followed by end-of-sequence) get the ``direct`` translation instead, decoded in one batch, so
     every segment is answered (see ``fallback_direct``). The thought is kept; ``stats["fallback"]`` says
@@ -155,8 +155,9 @@ def answer_fallback(backend, requests: list[TranslationRequest], results: list[T
     todo = [i for i, r in enumerate(results) if not r.answered and r.stats.get("finish") != "stopped"]
     if not todo or (hooks.should_stop is not None and hooks.should_stop()):
         return results
+    so_far = sum(r.tokens_generated for r in results)  # the batch's count goes on (``continued``)
     fixed = fallback_direct(backend, config).translate([requests[i] for i in todo],
-                                                       Hooks(should_stop=hooks.should_stop))
+                                                       continued(hooks, so_far, started, todo))
     out = list(results)
     for i, res in zip(todo, fixed):
         old = results[i]

@@ -15,7 +15,7 @@ import hashlib
 import math
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from translator.actions import GRANULARITIES, THOUGHT_END, Chunking, answer_opened, thought_ended
 from translator.backends.base import Chunk, Continuation, GenRequest, Sampling
@@ -29,7 +29,7 @@ from translator.script_guard import answer_ban
 from translator.rewards import (Reward, RewardContext, RolloutPath, direct_back_translator, make_reward,
                                 reward_configs)
 from translator.selection import SELECT_RULES, Candidate, rank
-from translator.strategies.base import Hooks, Progress, Strategy, TokenProgress, resolve_thought_budget
+from translator.strategies.base import Hooks, Progress, Strategy, TokenProgress, continued, resolve_thought_budget
 
 REFLECTION = "\n\nWait! Maybe I made some mistakes! I need to rethink from scratch.\n\n"
 # The refine action reopens a finished draft: the paper's sentence, what to check, then a new Output.
@@ -62,8 +62,10 @@ class MctsConfig:
     parallel: int = 3  # leaves expanded per iteration: more rows per batched forward pass
     max_seconds: float | None = None  # optional extra budget
     max_tree_tokens: int | None = None  # optional extra budget
-    select: str = "visits"  # the final choice: visits (the paper's), reward or mbr (see translator.selection)
-    select_with_direct: bool = False  # add the direct translation (one greedy decode) as a candidate
+    select: str = "mbr"  # the final choice: mbr (measured best: README), visits (the paper's) or reward
+    # add the direct translation (one greedy decode) as a candidate; None = on for reward and mbr (in the
+    # README grid mbr picks it back on 10-30% of the segments)
+    select_with_direct: bool | None = field(default=None, metadata={"default": "on unless select=visits"})
     fallback: bool = True  # a search none of whose rollouts reached a translation answers as direct
     script_guard: bool = True  # Outputs into English etc. never write Chinese characters (translator.script_guard)
 
@@ -86,6 +88,8 @@ class MctsConfig:
             self._reward_problem(),
         ])
         self.thought_budget = resolve_thought_budget(self.thought_budget, self.max_new_tokens, "mcts")
+        if self.select_with_direct is None:
+            self.select_with_direct = self.select != "visits"
 
     def _reward_problem(self) -> str | None:
         try:
@@ -352,7 +356,9 @@ class _Search:
         if self._direct_made is None:
             from translator.strategies.greedy import fallback_direct
 
-            res = fallback_direct(self.backend, self.cfg).translate([self.request])[0]
+            # counted in the progress line; not stopped: a stop returns the best so far, this candidate whole
+            hooks = replace(continued(self.hooks, self.generated, self.started), should_stop=None)
+            res = fallback_direct(self.backend, self.cfg).translate([self.request], hooks)[0]
             value = self.s.reward.score([RolloutPath(self.request, res.tokens, res.raw_output, res.translation)])[0]
             self._direct_made = Candidate(res.translation, value.value), res, value.details
         candidate, res, details = self._direct_made
@@ -366,10 +372,10 @@ class _Search:
         terminal that has one."""
         direct = self._direct() if self.cfg.select_with_direct else None
         candidates = [Candidate(d["translation"], value, node) for node, value, d in self.terminals]
-        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
-        if not ranked and self.cfg.fallback:
+        if self.cfg.fallback and not rank(candidates, rule):  # the direct candidate alone would win: a fallback
             direct = direct or self._direct()
             return [root], direct, rank([direct[0]], rule), True
+        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
         if rule == "visits" or not ranked:
             path = chosen_path(root)
             if not ranked or any(node is path[-1] and d["translation"] for node, _, d in self.terminals):
