@@ -98,7 +98,7 @@ def test_figures_equal_a_recomputation_from_the_jsonl(done: Path) -> None:
             results = [replace(r, translation=t, answered=bool(t.strip())) for r, t in zip(results, picks)]
         expected = score([r.translation for r in results], testset.references(), testset.sources, "en", SCORED)
         for name in SCORED:  # sacrebleu's exactly; the embedding model's up to float32 noise across thread counts
-            assert row["metrics"][name]["score"] == pytest.approx(expected[name].score, rel=1e-6, abs=1e-12)
+            assert row["metrics"][name]["score"] == pytest.approx(expected[name].score, rel=1e-6, abs=1e-6)
             assert row["metrics"][name]["signature"] == expected[name].signature
         assert row["tokens_per_segment"] == pytest.approx(fmean(r.tokens_generated for r in results))
         assert row["seconds_per_segment"] == pytest.approx(fmean(r.wall_time_s for r in results))
