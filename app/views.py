@@ -139,13 +139,13 @@ def alternative_choices(result: TranslationResult) -> list[tuple[str, str]]:
     the other candidates in that rule's order, each with its reward (and, under mbr, its agreement with the
     others), so a translator can prefer one the rule ranked lower."""
     choices = []
-    rule = (result.reward or {}).get("select")
+    reward = result.reward or {}
+    rule = reward.get("select")
     if result.translation:
-        reward = result.reward.get("value") if result.reward else None
         how = f"chosen by {rule}" if rule else "chosen"
-        if (result.reward or {}).get("chosen") == "direct":
+        if reward.get("chosen") == "direct":
             how += ", the direct translation"
-        choices.append((f"{result.translation}  ·  {how} (reward {fmt(reward)})", result.translation))
+        choices.append((f"{result.translation}  ·  {how} (reward {fmt(reward.get('value'))})", result.translation))
     for alt in result.alternatives:
         origin = "the direct translation" if alt.node_id < 0 else f"{alt.visits} visit{'s' if alt.visits != 1 else ''}"
         agreement = f", agreement {fmt(alt.score)}" if rule == "mbr" and alt.score is not None else ""

@@ -68,7 +68,8 @@ def test_report_has_a_row_per_strategy_with_bootstrap(done: Path) -> None:
     rows = dataset["strategies"]
     # the mcts row, then what the other --select rules return from the same trees
     others = [rule for rule in SELECT_RULES if rule != MctsConfig().select]
-    assert len(others) == 2 and [r["label"] for r in rows] == LABELS + [f"{LABELS[2]} -> select={rule}" for rule in others]
+    assert len(others) == 2
+    assert [r["label"] for r in rows] == LABELS + [f"{LABELS[2]} -> select={rule}" for rule in others]
     assert [r["new_segments"] for r in rows] == [3, 3, 3, 0, 0]
     for i, row in enumerate(rows):
         assert "not requested" in row["metrics"]["comet"]["skipped"]

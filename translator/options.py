@@ -133,7 +133,8 @@ def add_strategy_options(parser: argparse.ArgumentParser) -> None:
     for name, cls in STRATEGIES.items():
         hints = typing.get_type_hints(cls.Config)
         for f in dataclasses.fields(cls.Config):
-            seen.setdefault(f.name, []).append(f"{name}={f.metadata.get('default', f.default)}")  # metadata: a resolved default in words
+            shown = f.metadata.get("default", f.default)  # metadata: a default resolved later, in words
+            seen.setdefault(f.name, []).append(f"{name}={shown}")
             fields.setdefault(f.name, (hints[f.name], f.default))
     group = parser.add_argument_group("strategy options (each applies to the strategies named in its help)")
     for field_name, (hint, _) in fields.items():

@@ -372,10 +372,10 @@ class _Search:
         terminal that has one."""
         direct = self._direct() if self.cfg.select_with_direct else None
         candidates = [Candidate(d["translation"], value, node) for node, value, d in self.terminals]
-        if self.cfg.fallback and not rank(candidates, rule):  # the direct candidate alone would win: a fallback
+        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
+        if self.cfg.fallback and all(c.node is None for c in ranked):  # no rollout answered: a fallback
             direct = direct or self._direct()
             return [root], direct, rank([direct[0]], rule), True
-        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
         if rule == "visits" or not ranked:
             path = chosen_path(root)
             if not ranked or any(node is path[-1] and d["translation"] for node, _, d in self.terminals):
