@@ -9,14 +9,17 @@ fix (``translator.errors.TranslatorError``) print one line on stderr and exit wi
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Sequence
+from dataclasses import asdict
 
 from eval import PROG
 from eval.bench import register as register_bench
 from eval.data import read_lines
 from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES
 from eval.reward_eval import register as register_rewards
-from eval.scoring import DEFAULT_METRICS, ScoreReport, parse_metric_names, score
+from eval.scoring import DEFAULT_METRICS, Comparison, ScoreReport, compare, parse_metric_names, score
+from eval.significance import DEFAULT_SAMPLES
 from translator.errors import EXIT_OK, EXIT_USAGE, InputError, TranslatorError, exit_code, quiet_broken_pipe
 from translator.options import positive_int
 
@@ -43,12 +46,28 @@ def _run_score(args: argparse.Namespace) -> int:
         gpus=args.gpus,
         progress_bar=args.progress,
     )
-    print(report.to_json(indent=1) if args.json else _text(report, args.segments))
+    comparisons = None
+    if args.baseline:
+        comparisons = compare(hyps, read_lines(args.baseline), refs, srcs, args.tgt, metrics=args.metrics,
+                              comet_model=args.comet_model, n_samples=args.paired_bs_n,
+                              comet_batch_size=args.comet_batch_size, gpus=args.gpus, progress_bar=args.progress)
+    if args.json:
+        data = report.to_dict()
+        if comparisons is not None:
+            data["paired_bootstrap"] = {"baseline": args.baseline, "metrics": [asdict(c) for c in comparisons]}
+        print(json.dumps(data, ensure_ascii=False, indent=1))
+    else:
+        print(_text(report, args.segments, comparisons, args.baseline))
     return EXIT_OK
 
 
-def _text(report: ScoreReport, segments: bool) -> str:
+def _text(report: ScoreReport, segments: bool, comparisons: list[Comparison] | None = None,
+          baseline: str | None = None) -> str:
     lines = [report.summary()]
+    if comparisons:
+        n = next((c.test.n_samples for c in comparisons if c.test), None)
+        lines.append(f"Paired bootstrap against {baseline}" + (f" ({n} resamples, 95% CI; * p < 0.05):" if n else ":"))
+        lines.extend(f"  {c.summary()}" for c in comparisons)
     scored = [m for m in report.metrics.values() if m.segments is not None]
     if segments and scored:
         lines.append("\t".join(["segment", *(m.label for m in scored)]))
@@ -86,6 +105,11 @@ def register_score(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--progress", action="store_true", help="show COMET's progress bar")
     p.add_argument("--segments", action="store_true", help="also print per-segment scores")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.add_argument("--baseline", metavar="FILE",
+                   help="another system's output for the same segments: paired bootstrap resampling of --hyp "
+                   "against it on each metric (as sacrebleu --paired-bs), to compare two runs")
+    p.add_argument("--paired-bs-n", type=positive_int, default=DEFAULT_SAMPLES, metavar="N",
+                   help=f"resamples for --baseline (default {DEFAULT_SAMPLES})")
     p.set_defaults(handler=_run_score)
 
 

@@ -21,6 +21,7 @@ from eval.metrics import (
     Refs,
     build_metric,
 )
+from eval.significance import DEFAULT_SAMPLES, DEFAULT_SEED, PairedBootstrap, paired_bootstrap
 from translator.errors import InputError
 from translator.languages import UnknownLanguageError, resolve_language
 
@@ -75,6 +76,18 @@ def _check_inputs(hyps: Sequence[str], refs: Refs, srcs: Sequence[str] | None) -
                 raise InputError(f"segment {i + 1} has no reference")
 
 
+def _prepare(hyps: Sequence[str], refs: Refs, srcs: Sequence[str] | None, tgt_lang: str,
+             metrics: str | Sequence[str]) -> tuple[str, list[str]]:
+    """Checks shared by ``score`` and ``compare``: the target language's code and the metric names."""
+    try:
+        tgt = resolve_language(tgt_lang).code
+    except UnknownLanguageError as exc:
+        raise InputError(str(exc)) from None
+    names = parse_metric_names(metrics)
+    _check_inputs(hyps, refs, srcs)
+    return tgt, names
+
+
 def score(
     hyps: Sequence[str],
     refs: Refs,
@@ -91,18 +104,9 @@ def score(
     """Score ``hyps`` against ``refs`` (``refs[j][i]`` = j-th reference of segment i, as in sacrebleu;
     ``[]`` for reference-free COMET QE only). ``tgt_lang`` is any code or name ``resolve_language``
     accepts. ``comet_model`` None means the default model. Raises InputError for malformed input."""
-    try:
-        tgt = resolve_language(tgt_lang).code
-    except UnknownLanguageError as exc:
-        raise InputError(str(exc)) from None
-    names = parse_metric_names(metrics)
-    _check_inputs(hyps, refs, srcs)
-    options = MetricOptions(
-        comet_model=comet_model or DEFAULT_COMET_MODEL,
-        comet_batch_size=comet_batch_size,
-        gpus=gpus,
-        progress_bar=progress_bar,
-    )
+    tgt, names = _prepare(hyps, refs, srcs, tgt_lang, metrics)
+    options = MetricOptions(comet_model=comet_model or DEFAULT_COMET_MODEL, comet_batch_size=comet_batch_size,
+                            gpus=gpus, progress_bar=progress_bar)
     results: dict[str, MetricScore] = {}
     for name in names:
         try:
@@ -110,3 +114,58 @@ def score(
         except MetricUnavailable as why:
             results[name] = MetricScore(metric=name, label=REGISTRY[name].label, skipped=str(why))
     return ScoreReport(n_segments=len(hyps), tgt_lang=tgt, metrics=results)
+
+
+@dataclass
+class Comparison:
+    """One metric's paired bootstrap of a system against a baseline, or why it could not run."""
+
+    metric: str
+    label: str
+    test: PairedBootstrap | None = None
+    skipped: str | None = None
+
+    def summary(self) -> str:
+        if self.test is None:
+            return f"{self.label} skipped: {self.skipped}"
+        t = self.test
+        mark = " *" if t.significant() else ""
+        return (f"{self.label}: baseline {t.baseline.score:.4g} (μ {t.baseline.mean:.4g} ± {t.baseline.ci:.4g}), "
+                f"system {t.system.score:.4g} (μ {t.system.mean:.4g} ± {t.system.ci:.4g}), "
+                f"Δ {t.delta:+.4g} (p = {t.p_value:.4f}){mark}")
+
+
+def compare(
+    hyps: Sequence[str],
+    baseline: Sequence[str],
+    refs: Refs,
+    srcs: Sequence[str] | None,
+    tgt_lang: str,
+    metrics: str | Sequence[str] = DEFAULT_METRICS,
+    comet_model: str | None = DEFAULT_COMET_MODEL,
+    *,
+    n_samples: int = DEFAULT_SAMPLES,
+    seed: int | None = DEFAULT_SEED,
+    comet_batch_size: int = 16,
+    gpus: int | None = None,
+    progress_bar: bool = False,
+) -> list[Comparison]:
+    """Paired bootstrap of ``hyps`` against ``baseline`` on each metric (as ``sacrebleu --paired-bs``, and
+    as the benchmark compares strategies), so outputs of two separate runs on the same segments can be
+    tested against each other. Segment i of both must translate the same source. Raises InputError for
+    malformed input, a baseline of another length included."""
+    tgt, names = _prepare(hyps, refs, srcs, tgt_lang, metrics)
+    if len(baseline) != len(hyps):
+        raise InputError(f"the baseline has {len(baseline)} segments but there are {len(hyps)} hypotheses")
+    options = MetricOptions(comet_model=comet_model or DEFAULT_COMET_MODEL, comet_batch_size=comet_batch_size,
+                            gpus=gpus, progress_bar=progress_bar)
+    out = []
+    for name in names:
+        label = REGISTRY[name].label
+        try:
+            metric = build_metric(name, tgt, options)
+            out.append(Comparison(name, label, paired_bootstrap(metric, baseline, hyps, refs, srcs,
+                                                                n_samples=n_samples, seed=seed)))
+        except MetricUnavailable as why:
+            out.append(Comparison(name, label, skipped=str(why)))
+    return out

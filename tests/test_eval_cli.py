@@ -145,3 +145,44 @@ def test_a_closed_pipe_ends_quietly(files) -> None:
     proc.stdout.close()  # as `| head -0` would
     err = proc.stderr.read()
     assert proc.wait(timeout=120) == 141 and "Traceback" not in err and "BrokenPipe" not in err, err
+
+
+BASE = ["A cat on the mat.", "These shoes are comfortable.", "He did not come again."]
+
+
+def test_baseline_gives_sacrebleus_paired_bootstrap(files, tmp_path, capsys) -> None:
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import PairedTest
+
+    base = tmp_path / "base.txt"
+    base.write_text("\n".join(BASE) + "\n", encoding="utf-8")
+    args = ["score", "--hyp", str(files["hyp"]), "--ref", str(files["ref_a"]), str(files["ref_b"]), "--tgt", "en",
+            "--metrics", "bleu,chrf", "--baseline", str(base)]
+    assert main([*args, "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["paired_bootstrap"]["baseline"] == str(base)
+    ours = {c["metric"]: c["test"] for c in data["paired_bootstrap"]["metrics"]}
+    # The same test, computed by sacrebleu itself on the same files.
+    _, table = PairedTest([("A", BASE), ("B", HYP)], {"bleu": BLEU(), "chrf": CHRF()}, [REF_A, REF_B],
+                          test_type="bs", n_samples=1000)()
+    theirs = [v for k, v in table.items() if k != "System"]  # keyed by sacrebleu's labels, in the order asked
+    for name, (a, b) in zip(["bleu", "chrf"], theirs, strict=True):
+        assert ours[name]["baseline"]["score"] == pytest.approx(a.score)
+        assert ours[name]["system"]["score"] == pytest.approx(b.score)
+        assert ours[name]["system"]["mean"] == pytest.approx(b.mean) and ours[name]["p_value"] == pytest.approx(b.p_value)
+    # The text form states each metric's delta and p-value under a header naming the baseline.
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    header = next(i for i, line in enumerate(out) if line.startswith("Paired bootstrap against"))
+    assert str(base) in out[header] and "1000 resamples" in out[header]
+    delta = ours["bleu"]["system"]["score"] - ours["bleu"]["baseline"]["score"]
+    assert out[header + 1].strip().startswith("BLEU: baseline") and f"Δ {delta:+.4g}" in out[header + 1]
+
+
+def test_baseline_of_another_length_is_refused(files, tmp_path, capsys) -> None:
+    base = tmp_path / "base.txt"
+    base.write_text("\n".join(BASE[:2]) + "\n", encoding="utf-8")
+    assert main(["score", "--hyp", str(files["hyp"]), "--ref", str(files["ref_a"]), "--tgt", "en",
+                 "--baseline", str(base)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("marco-eval: error: the baseline has 2 segments but there are 3 hypotheses")
