@@ -16,7 +16,7 @@ from dataclasses import asdict
 from eval import PROG
 from eval.bench import register as register_bench
 from eval.data import read_lines
-from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES
+from eval.metrics import DEFAULT_COMET_MODEL, METRIC_NAMES, MetricOptions
 from eval.reward_eval import register as register_rewards
 from eval.scoring import DEFAULT_METRICS, Comparison, ScoreReport, compare, parse_metric_names, score
 from eval.significance import DEFAULT_SAMPLES
@@ -48,9 +48,10 @@ def _run_score(args: argparse.Namespace) -> int:
     )
     comparisons = None
     if args.baseline:
-        comparisons = compare(hyps, read_lines(args.baseline), refs, srcs, args.tgt, metrics=args.metrics,
-                              comet_model=args.comet_model, n_samples=args.paired_bs_n,
-                              comet_batch_size=args.comet_batch_size, gpus=args.gpus, progress_bar=args.progress)
+        options = MetricOptions(comet_model=args.comet_model, comet_batch_size=args.comet_batch_size,
+                                gpus=args.gpus, progress_bar=args.progress)
+        comparisons = compare(hyps, read_lines(args.baseline), refs, srcs, args.tgt, args.metrics, options,
+                              n_samples=args.paired_bs_n)
     if args.json:
         data = report.to_dict()
         if comparisons is not None:

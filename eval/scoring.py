@@ -142,13 +142,10 @@ def compare(
     srcs: Sequence[str] | None,
     tgt_lang: str,
     metrics: str | Sequence[str] = DEFAULT_METRICS,
-    comet_model: str | None = DEFAULT_COMET_MODEL,
+    options: MetricOptions | None = None,
     *,
     n_samples: int = DEFAULT_SAMPLES,
     seed: int | None = DEFAULT_SEED,
-    comet_batch_size: int = 16,
-    gpus: int | None = None,
-    progress_bar: bool = False,
 ) -> list[Comparison]:
     """Paired bootstrap of ``hyps`` against ``baseline`` on each metric (as ``sacrebleu --paired-bs``, and
     as the benchmark compares strategies), so outputs of two separate runs on the same segments can be
@@ -157,8 +154,7 @@ def compare(
     tgt, names = _prepare(hyps, refs, srcs, tgt_lang, metrics)
     if len(baseline) != len(hyps):
         raise InputError(f"the baseline has {len(baseline)} segments but there are {len(hyps)} hypotheses")
-    options = MetricOptions(comet_model=comet_model or DEFAULT_COMET_MODEL, comet_batch_size=comet_batch_size,
-                            gpus=gpus, progress_bar=progress_bar)
+    options = options or MetricOptions()
     out = []
     for name in names:
         label = REGISTRY[name].label
