@@ -20,6 +20,7 @@ from pathlib import Path
 
 from eval.data import load_testset
 from eval.scoring import compare
+from translator.batch_journal import read_journal
 
 HERE = Path(__file__).resolve().parent
 GRID = HERE.parent / "bench-mcts-grid-qwen2.5-coder-1.5b" / "slang-zh-en" / "slang_zh-en"
@@ -30,12 +31,8 @@ METRICS = ("bleu", "chrf", "semsim")
 
 
 def records(path: Path) -> dict[int, dict]:
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        entry = json.loads(line)
-        if "record" in entry:
-            out[entry["index"]] = entry["record"]["result"]
-    return out
+    """The results of a benchmark journal by segment index."""
+    return {i: entry["record"]["result"] for i, entry in read_journal(path)[1].items()}
 
 
 def main() -> None:
