@@ -231,7 +231,7 @@ def _dataset_markdown(d: DatasetReport) -> list[str]:
     signatures = {m.label: m.signature for m in rows[0].metrics.values() if m.signature}
     if signatures:
         lines += ["", "Signatures:"] + [f"- {label}: `{sig}`" for label, sig in signatures.items()]
-    lines += ["", "Outputs: " + ", ".join(f"`{row.file}`" for row in rows), "",
+    lines += ["", "Outputs: " + ", ".join(f"`{file}`" for file in dict.fromkeys(row.file for row in rows)), "",
               f"![chrF against compute]({d.plot})", ""]
     return lines
 

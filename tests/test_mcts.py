@@ -10,7 +10,8 @@ from translator.api import Translator, make_request
 from translator.backends.transformers_backend import TransformersBackend
 from translator.result import TranslationResult
 from translator.strategies import Hooks
-from translator.prompt import Hint
+from translator.errors import InputError
+from translator.prompt import FORCE_ANSWER, Hint
 from translator.strategies.mcts import REFINE, REFLECTION, SENSE, Mcts, MctsConfig, _Search
 
 TEXT = "我今天太累了，只想躺平。"
@@ -194,6 +195,26 @@ def test_senses_branch_the_root_on_the_meaning_of_a_noted_term(small_backend):
     assert not any(n.kind == "sense" for n in on.tree.nodes if n.parent not in (None, 0))  # only at the root
     for off in (search(False), search(True, with_(request, hints=hints[:1]))):
         assert off.stats["senses"] == 0 and not any(n.kind == "sense" for n in off.tree.nodes)
+
+
+def test_without_a_thought_every_path_answers_at_once(small_backend):
+    """``thought=False``: the root's only child closes the empty thought and opens the Output (injected, no
+    log-probs), every sampled node is below it, so all rollouts are drafts of the translation itself (the
+    135M model never closes a thought by itself, so with a thought it would need budget forcing on every
+    path); no thought is counted as forced. A thought-only action with it is refused."""
+    config = MctsConfig(granularity="mini-32", rollouts=4, children=4, max_new_tokens=24, thought=False, seed=3)
+    result = Mcts(small_backend, config).translate([make_request("你好", "zh", "en")])[0]
+    root = result.tree.node(0)
+    assert len(root.children) == 1
+    opening = result.tree.node(root.children[0])
+    assert opening.kind == "force" and opening.text == FORCE_ANSWER and opening.confidence is None
+    assert len(opening.children) == 4 and result.stats["rollouts"] == 4
+    assert not any(n.kind == "force" for n in result.tree.nodes if n.id != opening.id)
+    assert result.stats["forced_answers"] == 0 and result.thought == ""
+    assert result.answered and result.raw_output.startswith(FORCE_ANSWER)
+    for option in ("refine", "senses", "reflection"):
+        with pytest.raises(InputError, match="thought=false"):
+            MctsConfig(thought=False, **{option: True})
 
 
 def test_each_selection_rule_is_recorded_as_it_would_have_chosen(small_backend):

@@ -56,6 +56,9 @@ class MctsConfig:
     reflection: bool = False
     refine: bool = False  # reopen each path's finished draft once for revision (a new thought, then a new Output)
     senses: bool = False  # the root's children each start the thought with another sense of the first noted term
+    # False: no thought; the root's one child opens the Output, so the tree branches over the translation itself
+    # and the search samples drafts and selects among them (quality-aware decoding; README)
+    thought: bool = True
     reward: str = "consensus"  # the best of the rewards against human MQM judgements (README); "confidence" is the paper's
     comet_model: str | None = None  # for reward=comet-qe: a CometKiwi name or local checkpoint
     seed: int = 0
@@ -86,6 +89,8 @@ class MctsConfig:
             "select_with_direct needs select reward or mbr: the tree never visits the direct candidate"
             if self.select_with_direct and self.select == "visits" else None,
             self._reward_problem(),
+            None if self.thought or not (self.senses or self.reflection or self.refine)
+            else "thought=false leaves no thought for senses, reflection or refine to act in",
         ])
         self.thought_budget = resolve_thought_budget(self.thought_budget, self.max_new_tokens, "mcts")
         if self.select_with_direct is None:
@@ -199,6 +204,8 @@ class _Search:
         stats0 = (self.backend.stats.forwarded_tokens, self.backend.stats.recomputed_tokens,
                   self.backend.stats.generated_tokens)
         root = self._new(None, "root", self.backend.start(self.prompt, head=prompt_head(self.prompt)), [], [], "")
+        if not self.cfg.thought:  # every path answers at once: the root's one child closes the empty thought
+            self._force_answer(root)
 
         def progress(run: UctRun) -> None:
             if self.hooks.on_progress:
@@ -425,7 +432,8 @@ class _Search:
                    "tree_tokens": tree.unique_tokens, "forwarded_tokens": stats.forwarded_tokens - stats0[0],
                    "recomputed_tokens": stats.recomputed_tokens - stats0[1],
                    "peak_cache_mb": round(stats.peak_cache_bytes / 2**20, 1),
-                   "forced_answers": sum(1 for n in self.nodes if n.kind == "force"),
+                   # thoughts forced at their budget (not the root's own answer opening under thought=false)
+                   "forced_answers": sum(1 for n in self.nodes if n.kind == "force" and n.parent is not root),
                    "refines": sum(1 for n in self.nodes if n.kind == "refine"),
                    "senses": sum(1 for n in self.nodes if n.kind == "sense"),
                    "selections": self._selections(root, final)},
