@@ -76,7 +76,7 @@ class Limits:
 
 # The knobs the settings panel offers; each applies to the strategies whose Config has the field.
 KNOBS = ("granularity", "rollouts", "children", "reflection", "reward", "max_new_tokens", "seed", "refine",
-         "senses")
+         "senses", "thought")
 
 
 def strategy_defaults(strategy: str, limits: Limits) -> dict[str, Any]:
@@ -106,6 +106,7 @@ class Settings:
     seed: int | None = None
     refine: bool | None = None
     senses: bool | None = None
+    thought: bool | None = None
 
     def options(self, limits: Limits) -> dict[str, Any]:
         """Strategy options within the launch limits (enforced here too: API callers skip the sliders),
@@ -284,11 +285,11 @@ class Service:
         return Job(strategy, request, lock), translator
 
     def translate_ui(self, text: str, src: str, tgt: str, model: str, strategy: str, granularity: str,
-                     rollouts: float, children: float, reflection: bool, refine: bool, senses: bool, reward: str,
-                     max_new_tokens: float, seed: float | None, context: str, glossary: str,
+                     rollouts: float, children: float, reflection: bool, refine: bool, senses: bool, thought: bool,
+                     reward: str, max_new_tokens: float, seed: float | None, context: str, glossary: str,
                      request: gr.Request) -> Iterator[tuple]:
         settings = Settings(strategy, granularity, int(rollouts), int(children), bool(reflection), reward,
-                            int(max_new_tokens), int(seed or 0), bool(refine), bool(senses))
+                            int(max_new_tokens), int(seed or 0), bool(refine), bool(senses), bool(thought))
         try:
             job, translator = self.start(text, src, tgt, model, settings, context=context, glossary=glossary)
         except TranslatorError as exc:
@@ -363,11 +364,12 @@ class Service:
                       model: str = "", granularity: str | None = None, rollouts: int | None = None,
                       children: int | None = None, reflection: bool | None = None, reward: str | None = None,
                       max_new_tokens: int | None = None, seed: int | None = None, context: str = "",
-                      glossary: str = "", refine: bool | None = None, senses: bool | None = None) -> tuple[str, str]:
+                      glossary: str = "", refine: bool | None = None, senses: bool | None = None,
+                      thought: bool | None = None) -> tuple[str, str]:
         """Translate ``text``; returns the translation and the whole result (path, tree, tokens) as JSON.
         Knobs left out take the strategy's defaults (the CLI's); ``glossary``: "term = translation" lines."""
         settings = Settings(strategy, granularity, rollouts, children, reflection, reward, max_new_tokens, seed,
-                            refine, senses)
+                            refine, senses, thought)
         try:
             job, _ = self.start(text, src, tgt, model or None, settings, context=context, glossary=glossary)
         except TranslatorError as exc:
@@ -512,11 +514,13 @@ def _settings_panel(limits: Limits) -> dict[str, Any]:
                                      info="reopen each finished draft once to revise it")
                 senses = gr.Checkbox(defaults.senses, label="Senses", elem_id="mt-senses",
                                      info="branch the root on the senses of the first noted term")
+                thought = gr.Checkbox(defaults.thought, label="Thought", elem_id="mt-thought",
+                                      info="off: no reasoning; the search samples drafts and picks one")
                 seed = gr.Number(defaults.seed, precision=0, label="Seed", elem_id="mt-seed",
                                  info="same seed and settings, same search")
     return {"max_new_tokens": max_new_tokens, "granularity": granularity,
             "rollouts": rollouts, "children": children, "reward": reward, "reflection": reflection,
-            "refine": refine, "senses": senses, "seed": seed}
+            "refine": refine, "senses": senses, "thought": thought, "seed": seed}
 
 
 def _why_no_notes(translator: Translator, src: str) -> str:
@@ -563,7 +567,8 @@ def _wire(c: dict[str, Any], service: Service, n_models: int) -> None:
     """Events. Translations (UI and API) share one concurrency group, one slot per model; the cheap UI
     events skip the queue, so Stop and the pickers never wait behind a search."""
     inputs = [c[name] for name in ("source", "src", "tgt", "model", "strategy", "granularity", "rollouts",
-                                   "children", "reflection", "refine", "senses", "reward", "max_new_tokens", "seed",
+                                   "children", "reflection", "refine", "senses", "thought", "reward", "max_new_tokens",
+                                   "seed",
                                    "context", "glossary")]
     for trigger in (c["run"].click, c["source"].submit):
         # The queue's position and timer show on the status line only, so the live output stays readable.

@@ -65,6 +65,15 @@ def test_the_api_takes_the_refine_and_senses_knobs(client):
     assert params["refine"] is True and params["senses"] is True
 
 
+def test_the_api_takes_the_thought_knob(client):
+    """``thought=False`` reaches the search: its root's one child opens the Output."""
+    _, trace = client.predict(text=SENTENCE, src="zh", tgt="en", strategy="mcts", rollouts=2, children=2,
+                              max_new_tokens=24, thought=False, api_name="/translate")
+    result = TranslationResult.from_json(trace)
+    assert result.params["thought"] is False
+    assert [result.tree.node(c).kind for c in result.tree.node(0).children] == ["force"]
+
+
 @pytest.mark.parametrize(("options", "message"), [
     ({"text": "   "}, "input is empty"),
     ({"text": "x" * 2001}, "the limit"),

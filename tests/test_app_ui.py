@@ -49,8 +49,10 @@ def test_settings_respect_the_launch_limits():
     assert Settings("cot", max_new_tokens=32).options(limits) == {"max_new_tokens": 32}
     mcts = Settings("mcts", "mini-32", 4, 2, True, "confidence", 64, 7).options(limits)
     assert mcts == {"granularity": "mini-32", "rollouts": 4, "children": 2, "reflection": True,
-                    "reward": "confidence", "max_new_tokens": 64, "seed": 7, "refine": False, "senses": False}
+                    "reward": "confidence", "max_new_tokens": 64, "seed": 7, "refine": False, "senses": False,
+                    "thought": True}
     assert Settings("mcts", max_new_tokens=64, refine=True).options(limits)["refine"] is True
+    assert Settings("mcts", max_new_tokens=64, thought=False).options(limits)["thought"] is False
     with pytest.raises(InputError, match="rollouts are limited to 4"):
         Settings("mcts", rollouts=5, max_new_tokens=64).options(limits)
     with pytest.raises(InputError, match="max_new_tokens is limited to 64"):
@@ -197,7 +199,7 @@ def test_launcher_defaults_to_localhost_and_the_default_model():
 def test_translate_handler_streams_then_offers_the_alternatives(service, translator):
     request = SimpleNamespace(session_hash="session-1")
     steps = service.translate_ui(SENTENCE, "zh", "en", "smollm2-135m", "mcts", "mini-32", 2, 2, False, False,
-                                 False, "confidence", 16, 0, "", "", request)
+                                 False, True, "confidence", 16, 0, "", "", request)
     first = next(steps)
     # No visibility in the first update: Gradio 6.17 never shows again a component that got visible=False
     # while already hidden, and the alternatives start hidden.
@@ -220,7 +222,7 @@ def test_an_input_error_is_a_status_message(service):
     request = SimpleNamespace(session_hash="session-2")
     with pytest.warns(UserWarning, match="input is empty"):  # gr.Warning outside a request: a Python warning
         updates = list(service.translate_ui("  ", "zh", "en", "smollm2-135m", "cot", "step", 1, 1, False,
-                                            False, False, "confidence", 16, 0, "", "", request))
+                                            False, False, True, "confidence", 16, 0, "", "", request))
     assert len(updates) == 1 and "input is empty" in updates[0][OUTPUTS.index("status")]
     # The last result does not stay on show beside the error.
     assert updates[0][OUTPUTS.index("translation")] == ""
@@ -233,7 +235,7 @@ def test_over_long_input_is_refused_not_cut(service):
     text = "躺" * (service.limits.max_input_chars + 1)
     with pytest.warns(UserWarning, match="the limit here is"):
         [update] = service.translate_ui(text, "zh", "en", "smollm2-135m", "direct", "step", 1, 1, False,
-                                        False, False, "confidence", 16, 0, "", "", request)
+                                        False, False, True, "confidence", 16, 0, "", "", request)
     assert f"input is {len(text)} characters" in update[OUTPUTS.index("status")]
 
 
@@ -242,7 +244,7 @@ def test_dictionary_notes_reach_the_prompt_and_the_panel(service, translator):
         pytest.skip("CC-CEDICT package not installed")
     request = SimpleNamespace(session_hash="session-hints")
     *_, final = service.translate_ui("给大家安利一部剧，别再躺平了。", "zh", "en", "smollm2-135m", "direct", "step", 1, 1,
-                                     False, False, False, "confidence", 4, 0, "", "躺平 = lie flat", request)
+                                     False, False, False, True, "confidence", 4, 0, "", "躺平 = lie flat", request)
     panel = final[OUTPUTS.index("hints")]
     assert "安利" in panel and "Amway" in panel
     assert "躺平" not in panel  # the user's glossary term wins over the lexicon's note
