@@ -568,8 +568,7 @@ def _wire(c: dict[str, Any], service: Service, n_models: int) -> None:
     events skip the queue, so Stop and the pickers never wait behind a search."""
     inputs = [c[name] for name in ("source", "src", "tgt", "model", "strategy", "granularity", "rollouts",
                                    "children", "reflection", "refine", "senses", "thought", "reward", "max_new_tokens",
-                                   "seed",
-                                   "context", "glossary")]
+                                   "seed", "context", "glossary")]
     for trigger in (c["run"].click, c["source"].submit):
         # The queue's position and timer show on the status line only, so the live output stays readable.
         trigger(service.translate_ui, inputs, [c[name] for name in OUTPUTS], api_visibility="private",
