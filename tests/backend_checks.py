@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from translator.actions import Chunking
@@ -88,3 +90,18 @@ def check_an_answer_ban_changes_the_pick_not_the_log_probs(backend, prompt: str)
     assert picked.top_ids[0] == first and picked.top_logprobs[0] == free.tokens[0].logprob
     assert picked.logprob == picked.top_logprobs[1]  # the raw log-prob of what was picked
     assert all(t.token_id != first for t in inside.tokens)
+
+
+def check_min_p_keeps_only_tokens_near_the_best(backend, prompt: str) -> None:
+    """With min-p, every sampled token's raw probability is at least min_p times the step's best (read from
+    the top-5 the backend reports); at the same hot temperature without it, some token falls below."""
+    root = backend.start(prompt)
+
+    def below(sampling: Sampling) -> int:
+        conts = backend.generate([GenRequest(root, 24, sampling, seed=s) for s in range(4)])
+        tokens = [t for c in conts for t in c.tokens]
+        assert len(tokens) >= 24
+        return sum(t.logprob < t.top_logprobs[0] + math.log(0.2) - 1e-5 for t in tokens)
+
+    assert below(Sampling(2.0, 1.0, 0, 0.2)) == 0
+    assert below(Sampling(2.0)) > 0

@@ -7,7 +7,7 @@ from translator.actions import Chunking
 from translator.backends.base import GenRequest, Sampling
 from translator.backends.transformers_backend import TransformersBackend
 from backend_checks import (check_a_shared_prompt_head_is_run_once, check_an_answer_ban_changes_the_pick_not_the_log_probs,
-                            check_no_prefix_is_encoded_twice)
+                            check_min_p_keeps_only_tokens_near_the_best, check_no_prefix_is_encoded_twice)
 
 PROMPT_TEXT = "Write one sentence about the sea."
 TOL = 1e-4  # float32 on CPU: batched (left-padded) vs single-row logits differ by ~1e-5
@@ -67,6 +67,10 @@ def test_no_prefix_is_encoded_twice(small_model, prompt):
 
 def test_an_answer_ban_changes_the_pick_not_the_log_probs(small_model, prompt):
     check_an_answer_ban_changes_the_pick_not_the_log_probs(TransformersBackend(small_model), prompt)
+
+
+def test_min_p_keeps_only_tokens_near_the_best(small_model, prompt):
+    check_min_p_keeps_only_tokens_near_the_best(TransformersBackend(small_model), prompt)
 
 
 def test_a_shared_prompt_head_is_run_once(small_model):

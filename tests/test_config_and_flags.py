@@ -23,6 +23,7 @@ from translator.strategies.mcts import MctsConfig
     (MctsConfig, {"children": 0}, "children must be at least 1"),
     (MctsConfig, {"parallel": 0}, "parallel must be at least 1"),
     (MctsConfig, {"top_k": -1}, "top_k must be at least 0"),
+    (MctsConfig, {"min_p": 1.0}, "min_p must be in \\[0, 1\\)"),
     (MctsConfig, {"max_seconds": 0}, "max_seconds must be > 0"),
     (MctsConfig, {"max_tree_tokens": 0}, "max_tree_tokens must be at least 1"),
     (MctsConfig, {"temperature": 0}, "temperature must be > 0"),

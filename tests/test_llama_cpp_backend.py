@@ -23,7 +23,7 @@ from translator.errors import InputError, ModelLoadError  # noqa: E402
 from translator.strategies import Hooks  # noqa: E402
 from translator.strategies.mcts import REFLECTION, Mcts, MctsConfig, _Search  # noqa: E402
 from backend_checks import (check_a_shared_prompt_head_is_run_once, check_an_answer_ban_changes_the_pick_not_the_log_probs,
-                            check_no_prefix_is_encoded_twice)  # noqa: E402
+                            check_min_p_keeps_only_tokens_near_the_best, check_no_prefix_is_encoded_twice)  # noqa: E402
 
 PROMPT_TEXT = "Write one sentence about the sea."
 TEXT = "我今天太累了，只想躺平。"
@@ -134,6 +134,10 @@ def test_no_prefix_is_encoded_twice(prompt):
 
 def test_an_answer_ban_changes_the_pick_not_the_log_probs(prompt):
     check_an_answer_ban_changes_the_pick_not_the_log_probs(_small(4096), prompt)
+
+
+def test_min_p_keeps_only_tokens_near_the_best(prompt):
+    check_min_p_keeps_only_tokens_near_the_best(_small(4096), prompt)
 
 
 def test_a_shared_prompt_head_is_run_once():
@@ -337,7 +341,8 @@ def test_best_ids_are_the_largest_in_order_and_leave_the_values_as_they_were():
 
 def test_sampling_draws_what_a_full_sort_of_the_vocabulary_draws():
     """The nucleus is found among the tokens that can be in it, not by sorting the vocabulary: the token drawn
-    for a given random number must be the one the plain rule (sort all, cut top-k, then top-p) gives."""
+    for a given random number must be the one the plain rule (sort all, cut top-k, then top-p, then min-p on
+    the raw distribution) gives."""
     from translator.backends.llama_cpp_backend import _sample
 
     def plain(lp, s: Sampling, u: float) -> int:
@@ -352,11 +357,15 @@ def test_sampling_draws_what_a_full_sort_of_the_vocabulary_draws():
         if s.top_p < 1:
             keep = np.cumsum(q) - q <= s.top_p
             order, q = order[keep], q[keep]
+        if s.min_p:
+            keep = lp[order] >= lp.max() + np.log(s.min_p)
+            order, q = order[keep], q[keep]
         c = np.cumsum(q)
         return int(order[min(int(np.searchsorted(c, u * c[-1], side="right")), len(q) - 1)])
 
     settings = [Sampling(0.8, 0.95, 0), Sampling(1.0, 0.5, 0), Sampling(0.7, 1.0, 0), Sampling(1.2, 0.9, 40),
-                Sampling(0.8, 1.0, 20)]
+                Sampling(0.8, 1.0, 20), Sampling(0.8, 0.95, 0, 0.1), Sampling(1.5, 1.0, 0, 0.05),
+                Sampling(1.2, 0.9, 40, 0.2)]
     drawn = 0
     for lp in _distributions():
         for s in settings:

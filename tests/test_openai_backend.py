@@ -390,6 +390,18 @@ def test_5xx_is_retried_and_request_is_well_formed(small_model):
     assert cont.finish == "length"
 
 
+def test_sampling_settings_reach_the_server(small_model):
+    """A sampled request sends its temperature, top-p, top-k and min-p; a greedy one turns them all off."""
+    handler = _handler(lambda body, n: (200, _completion()))
+    with _Server(handler) as server:
+        backend = OpenAIBackend(server.url, "m", small_model.tokenizer, timeout=5)
+        root = backend.start("Say hello:")
+        backend.generate([GenRequest(root, 1, Sampling(0.7, 0.9, 40, 0.1), seed=3)])
+        backend.generate([GenRequest(root, 1, Sampling(0.0, 0.9, 40, 0.1))])
+    sampled, greedy = handler.calls[-2:]
+    assert (sampled["temperature"], sampled["top_p"], sampled["top_k"], sampled["min_p"]) == (0.7, 0.9, 40, 0.1)
+    assert (greedy["temperature"], greedy["top_p"], greedy["top_k"], greedy["min_p"]) == (0.0, 1.0, 0, 0.0)
+
 def test_unreachable_server_names_the_url(small_model):
     url = f"http://{HOST}:{free_port()}/v1"
     backend = OpenAIBackend(url, "m", small_model.tokenizer, timeout=2, retries=1, backoff=0.05)

@@ -47,6 +47,10 @@ class Sampling:
     temperature: float = 0.0  # 0 means greedy (argmax)
     top_p: float = 1.0
     top_k: int = 0  # 0 means no top-k cut
+    # 0 means no cut; else drop the tokens whose raw (pre-temperature) probability is below min_p times the
+    # most probable token's (Nguyen et al. 2024), within what top-k and top-p kept: it removes the tail that
+    # derails a sampled draft while keeping the choices the model weighs (a plateau keeps many, a peak few)
+    min_p: float = 0.0
 
     @property
     def greedy(self) -> bool:

@@ -29,6 +29,7 @@ engines 5-10x slower while another job ran, and 1.4-1.7x faster than 1 thread wh
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -527,15 +528,16 @@ class LlamaCppBackend(Backend):
 
 
 def _sample(logprobs: np.ndarray, sampling: Sampling, rng: np.random.Generator | None) -> int:
-    """Greedy, or temperature / top-k / top-p sampling with the transformers backend's rules (top-p within
-    what top-k kept); the log-probs reported stay the raw ones."""
+    """Greedy, or temperature / top-k / top-p / min-p sampling with the transformers backend's rules (top-p
+    within what top-k kept, min-p on the raw distribution within what both kept); the log-probs reported stay
+    the raw ones."""
     if sampling.greedy:
         return int(logprobs.argmax())
     z = logprobs.astype(np.float64) / sampling.temperature
     probs = np.exp(z - z.max())
     probs /= probs.sum()
     n = probs.size
-    cand: np.ndarray | None = None  # candidate ids, most probable first (None: the whole vocabulary)
+    cand: np.ndarray | None = None  # candidate ids, most probable first after top-k/top-p (None: all)
     if sampling.top_k > 0:
         cand = _best(probs, min(n, sampling.top_k))
         p = probs[cand] / probs[cand].sum()
@@ -546,10 +548,16 @@ def _sample(logprobs: np.ndarray, sampling: Sampling, rng: np.random.Generator |
         cand = np.flatnonzero(probs >= (1.0 - sampling.top_p) / n)
         cand = cand[np.argsort(-probs[cand], kind="stable")]
         p = probs[cand]
+    elif sampling.min_p > 0.0:  # only what the min-p cut below keeps, in id order
+        cand = np.flatnonzero(logprobs >= logprobs.max() + math.log(sampling.min_p))
+        p = probs[cand]
     else:
         p = probs
     if sampling.top_p < 1.0:
         keep = np.cumsum(p) - p <= sampling.top_p
+        cand, p = cand[keep], p[keep]
+    if sampling.min_p > 0.0:
+        keep = logprobs[cand] >= logprobs.max() + math.log(sampling.min_p)
         cand, p = cand[keep], p[keep]
     cumulative = np.cumsum(p)
     i = min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(p) - 1)

@@ -35,9 +35,10 @@ What is sent and how the answer is read back:
 * ``logprobs_source``: ``"server:llama.cpp pre-sampling probabilities"`` for the native llama.cpp
   server (it reports the probabilities before its sampler chain), ``"server:raw"`` otherwise (vLLM V1 raw
   log-probs by default; llama-cpp-python reports the log-softmax of the raw logits).
-* Sampling: ``temperature`` (0 = greedy), ``top_p``, ``top_k`` (llama.cpp/vLLM extension, 0 = off), a
-  per-request ``seed`` (reduced to 31 bits), and the server-side penalties and min-p turned off so the
-  distribution sampled is the plain one.
+* Sampling: ``temperature`` (0 = greedy), ``top_p``, ``top_k`` and ``min_p`` (llama.cpp/vLLM extensions,
+  0 = off; the server applies min-p by its own rule: llama.cpp's default chain before the temperature, as the
+  in-process backends do), a per-request ``seed`` (reduced to 31 bits), and the server-side
+  penalties turned off so the distribution sampled is the plain one.
 * Concurrency: the requests of one ``generate`` call (siblings, rollouts) go out together on a bounded
   thread pool (``concurrency``). Connection errors and 5xx answers are retried ``retries`` times with
   exponential backoff; a request that takes longer than ``timeout`` seconds is not retried (a generation
@@ -243,7 +244,7 @@ class OpenAIBackend(Backend):
             "stream": False,
             # Extensions (ignored by servers that do not know them): plain distribution, ids back, caching.
             "top_k": int(s.top_k) if not s.greedy else 0,
-            "min_p": 0.0,
+            "min_p": 0.0 if s.greedy else float(s.min_p),
             "repeat_penalty": 1.0,
             "repetition_penalty": 1.0,
             "cache_prompt": True,

@@ -8,6 +8,7 @@ batch (explicit position ids keep every row's positions exact), which is where a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -298,7 +299,8 @@ def _generator(req: GenRequest) -> torch.Generator | None:
 
 
 def _sample(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generator | None) -> int:
-    """Greedy, or temperature / top-k / top-p sampling; the log-probs we report stay the raw ones."""
+    """Greedy, or temperature / top-k / top-p / min-p sampling (top-p within what top-k kept, min-p on the raw
+    distribution); the log-probs we report stay the raw ones."""
     if sampling.greedy:
         return int(logprobs.argmax())
     logits = logprobs.detach().float().cpu() / sampling.temperature
@@ -310,4 +312,7 @@ def _sample(logprobs: torch.Tensor, sampling: Sampling, generator: torch.Generat
         cumulative = sorted_logits.softmax(-1).cumsum(-1)
         drop = cumulative - sorted_logits.softmax(-1) > sampling.top_p
         logits[order[drop]] = float("-inf")
+    if sampling.min_p > 0.0:
+        raw = logprobs.detach().float().cpu()
+        logits = logits.masked_fill(raw < raw.max() + math.log(sampling.min_p), float("-inf"))
     return int(torch.multinomial(logits.softmax(-1), 1, generator=generator))

@@ -51,6 +51,7 @@ class MctsConfig:
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 0
+    min_p: float = 0.0  # drop tokens below min_p x the most probable's raw probability (0 = off)
     max_new_tokens: int = 768  # per path, prompt excluded
     thought_budget: int | None = None  # per path: thought tokens before the answer is forced; 0 = none; None = auto
     reflection: bool = False
@@ -81,6 +82,7 @@ class MctsConfig:
             None if self.temperature > 0 else "temperature must be > 0: the search samples its children",
             None if 0 < self.top_p <= 1 else "top_p must be in (0, 1]",
             at_least("top_k", self.top_k, 0),
+            None if 0 <= self.min_p < 1 else "min_p must be in [0, 1)",
             at_least("exploration", self.exploration, 0),
             at_least("max_new_tokens", self.max_new_tokens, 8),
             None if self.max_seconds is None or self.max_seconds > 0 else "max_seconds must be > 0",
@@ -115,7 +117,7 @@ class Mcts(Strategy):
         super().__init__(backend, config)
         self.chunking = Chunking.parse(config.granularity)
         self.refine_ids = backend.tokenizer.encode(REFINE, add_special_tokens=False)  # once, not per draft
-        self.sampling = Sampling(config.temperature, config.top_p, config.top_k)
+        self.sampling = Sampling(config.temperature, config.top_p, config.top_k, config.min_p)
         self.reward = self._build_reward()
 
     def _build_reward(self) -> Reward:
