@@ -402,6 +402,7 @@ def test_sampling_settings_reach_the_server(small_model):
     assert (sampled["temperature"], sampled["top_p"], sampled["top_k"], sampled["min_p"]) == (0.7, 0.9, 40, 0.1)
     assert (greedy["temperature"], greedy["top_p"], greedy["top_k"], greedy["min_p"]) == (0.0, 1.0, 0, 0.0)
 
+
 def test_unreachable_server_names_the_url(small_model):
     url = f"http://{HOST}:{free_port()}/v1"
     backend = OpenAIBackend(url, "m", small_model.tokenizer, timeout=2, retries=1, backoff=0.05)
