@@ -50,10 +50,11 @@ from translator.registry import DEFAULT_MODEL
 from translator.rewards import REGISTRY, RewardContext, RewardValue, RolloutPath, combine, make_reward, sentence_chrf
 
 DATASETS = ("wmt21", "ted")
-TEACHER_FORCED = ("forced-confidence", "logprob", "boostedprob")
+TEACHER_FORCED = ("forced-confidence", "logprob", "boostedprob", "channel")
 DEFAULT_REWARDS = (*TEACHER_FORCED, "consensus", "backtranslation")
 DEFAULT_COMBINATIONS = ("forced-confidence+consensus", "logprob+consensus", "boostedprob+consensus",
-                        "forced-confidence+backtranslation", "logprob+backtranslation")
+                        "channel+consensus", "logprob+channel", "forced-confidence+backtranslation",
+                        "logprob+backtranslation")
 REFERENCE_METRICS = ("chrf", "bleu")
 SCHEMA = 1
 

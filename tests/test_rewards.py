@@ -62,6 +62,44 @@ def test_logprob_is_the_geometric_mean_probability():
     assert value.details["mean_logprob"] == pytest.approx(math.log(0.90 * 0.43 * 0.15) / 3)
 
 
+class RecordingForced(FakeForced):
+    def __init__(self):
+        super().__init__()
+        self.asked = []
+
+    def token_scores(self, request, text):
+        self.asked.append((request, text))
+        return super().token_scores(request, text)
+
+
+def test_channel_scores_the_source_after_a_prompt_to_translate_the_candidate_back():
+    forced = RecordingForced()
+    value = make_reward("channel", RewardContext(_forced=forced)).score([_pair("He slacked off today.")])[0]
+    (request, text), = forced.asked
+    assert (request.text, request.src.code, request.tgt.code) == ("He slacked off today.", "en", "zh")
+    assert not request.hints and text == REQUEST.text
+    assert value.value == pytest.approx((0.90 * 0.43 * 0.15) ** (1 / 3))
+    assert value.details["tokens"] == 3
+
+
+def test_channel_equals_teacher_forcing_by_hand(small_backend, small_model):
+    from translator.prompt import build_prompt
+
+    candidate = "He slacked off at work today."
+    value = make_reward("channel", RewardContext(small_backend)).score([_pair(candidate)])[0].value
+    # Independently: the reverse prompt built by hand, the source's ids plus the end token, one forward pass.
+    reverse = TranslationRequest(candidate, resolve_language("en"), resolve_language("zh"))
+    tok = small_model.tokenizer
+    ids = tok.encode(REQUEST.text, add_special_tokens=False) + [tok.eos_token_id]
+    fresh = type(small_backend)(small_model)
+    scores = fresh.score_forced(fresh.start(build_prompt(tok, reverse, reasoning=False)), ids)
+    assert [s.token_id for s in scores] == ids
+    assert value == pytest.approx(math.exp(sum(s.logprob for s in scores) / len(ids)), rel=1e-4)
+    # A candidate that has nothing to do with the source explains it worse.
+    unrelated = make_reward("channel", RewardContext(small_backend)).score([_pair("The weather is nice.")])[0]
+    assert 0 < unrelated.value < value < 1
+
+
 def test_dominant_set_ends_at_the_last_big_drop():
     # 0.90 -> 0.04 is a drop; 0.04 -> 0.03 is not (0.01 < 0.012); 0.03 -> 0.02 and 0.02 -> 0.01 are.
     assert dominant_count([0.90, 0.04, 0.03, 0.02, 0.01], 0.3, 0.005) == 4

@@ -13,6 +13,9 @@ them against human judgements.
   translation (plus its end token) after the ``direct`` translation prompt, in one forward pass
   (``Backend.score_forced``), and the score is read from those log-probs. They judge the translation alone,
   not the reasoning that led to it, and cost one forward over the translation per candidate.
+- ``channel`` is the noisy channel: teacher-forced, how probable the model finds the *source* as the
+  translation of the candidate back into the source language (one forward pass per candidate, no
+  generation). A candidate that drops or invents content explains the source badly.
 - ``consensus`` is MBR: mean chrF of the candidate against the other candidates for the same source.
 - ``backtranslation`` (a generation per candidate) and ``comet-qe`` (a CometKiwi model) as before.
 """
@@ -51,7 +54,8 @@ BackTranslate = Callable[[list[str], TranslationRequest], list[str]]
 
 
 class ForcedScorer:
-    """Teacher-forced token scores of a translation after the ``direct`` prompt, shared by the rewards that
+    """Teacher-forced token scores of a text after a request's ``direct`` prompt (a translation after its
+    source's prompt, or the source after the prompt to translate a candidate back), shared by the rewards that
     read them (several of them on one candidate cost one forward pass). The prompt state of the last few
     sources is kept, so the prompt is encoded once per source, not once per candidate."""
 
@@ -174,6 +178,29 @@ class LogProbReward(_ForcedReward):
     def from_tokens(self, tokens: list[TokenScore]) -> tuple[float, dict[str, Any]]:
         mean_lp = sum(t.logprob for t in tokens) / len(tokens)
         return math.exp(mean_lp), {"mean_logprob": mean_lp}
+
+
+class ChannelReward(Reward):
+    """Noisy-channel reranking (Yee et al. 2019), the model as its own channel: the geometric mean
+    probability of the source's tokens (and its end token) after the ``direct`` prompt that asks to
+    translate the candidate back, in one teacher-forced pass. Unlike back-translation it generates nothing,
+    so it is as cheap as ``logprob`` and has no sampling noise. Every candidate of a source is scored on the
+    same tokens, so the mean and the sum rank them alike: there is no length bias between candidates."""
+
+    name = "channel"
+
+    def score(self, paths: list[RolloutPath]) -> list[RewardValue]:
+        out = []
+        for path in paths:
+            if not path.translation.strip():
+                out.append(_empty())
+                continue
+            request = path.request
+            reverse = TranslationRequest(path.translation, request.tgt, request.src)
+            tokens = self.context.forced.token_scores(reverse, request.text)
+            mean_lp = sum(t.logprob for t in tokens) / len(tokens)
+            out.append(RewardValue(math.exp(mean_lp), {"tokens": len(tokens), "mean_logprob": mean_lp}))
+        return out
 
 
 @dataclass
@@ -360,7 +387,7 @@ class CombinedReward(Reward):
 
 
 REGISTRY: dict[str, type[Reward]] = {cls.name: cls for cls in (
-    ConfidenceReward, ForcedConfidenceReward, LogProbReward, BoostedProbReward, ConsensusReward,
+    ConfidenceReward, ForcedConfidenceReward, LogProbReward, BoostedProbReward, ChannelReward, ConsensusReward,
     BackTranslationReward, CometQEReward)}
 
 REWARDS: tuple[str, ...] = (*REGISTRY, "confidence+backtranslation")
