@@ -284,3 +284,20 @@ def test_comet_qe_reward_without_a_model_is_a_clear_error(small_backend, tmp_pat
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(InputError, match="comet-qe"):
         Mcts(small_backend, MctsConfig(reward="comet-qe", comet_model=str(tmp_path / "missing")))
+
+
+def test_channel_reward_selects_the_draft_that_best_explains_the_source(small_backend, small_model):
+    from translator.rewards import RewardContext, RolloutPath, make_reward
+
+    result = Translator(backend=small_backend).translate(
+        TEXT, "zh", "en", strategy="mcts", rollouts=3, children=3, max_new_tokens=40, seed=2, thought=False,
+        reward="channel", select="reward", select_with_direct=False, fallback=False)
+    assert result.reward["name"] == "channel" and result.translation
+    # Every terminal's value, recomputed on a fresh backend: the chosen one is the best of them.
+    fresh = make_reward("channel", RewardContext(TransformersBackend(small_model)))
+    request = make_request(TEXT, "zh", "en")  # the channel reads the source alone, not the notes
+    options = [result.translation] + [a.translation for a in result.alternatives]
+    assert len(options) >= 2  # a choice was made
+    values = [v.value for v in fresh.score([RolloutPath(request, [], t, t) for t in options])]
+    assert values[0] == pytest.approx(result.reward["value"], rel=1e-4)
+    assert values[0] == pytest.approx(max(values), rel=1e-6)
