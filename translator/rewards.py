@@ -142,7 +142,7 @@ def _empty(reason: str = "empty translation") -> RewardValue:
 
 
 class _ForcedReward(Reward):
-    """A value read from the teacher-forced token scores of the translation alone."""
+    """A value read from teacher-forced token scores (by default, of the translation alone)."""
 
     def score(self, paths: list[RolloutPath]) -> list[RewardValue]:
         out = []
@@ -150,10 +150,14 @@ class _ForcedReward(Reward):
             if not path.translation.strip():
                 out.append(_empty())
                 continue
-            tokens = self.context.forced.token_scores(path.request, path.translation)
+            tokens = self.forced_tokens(path)
             value, details = self.from_tokens(tokens)
             out.append(RewardValue(value, {"tokens": len(tokens), **details}))
         return out
+
+    def forced_tokens(self, path: RolloutPath) -> list[TokenScore]:
+        """The token scores the value is read from: the translation after its source's prompt."""
+        return self.context.forced.token_scores(path.request, path.translation)
 
     @abstractmethod
     def from_tokens(self, tokens: list[TokenScore]) -> tuple[float, dict[str, Any]]:
@@ -180,27 +184,19 @@ class LogProbReward(_ForcedReward):
         return math.exp(mean_lp), {"mean_logprob": mean_lp}
 
 
-class ChannelReward(Reward):
+class ChannelReward(LogProbReward):
     """Noisy-channel reranking (Yee et al. 2019), the model as its own channel: the geometric mean
     probability of the source's tokens (and its end token) after the ``direct`` prompt that asks to
-    translate the candidate back, in one teacher-forced pass. Unlike back-translation it generates nothing,
-    so it is as cheap as ``logprob`` and has no sampling noise. Every candidate of a source is scored on the
-    same tokens, so the mean and the sum rank them alike: there is no length bias between candidates."""
+    translate the candidate back, in one teacher-forced pass. Unlike back-translation it generates nothing
+    and has no sampling noise; each candidate needs a prompt of its own, so it costs about twice ``logprob``.
+    Every candidate of a source is scored on the same tokens, so there is no length bias between them."""
 
     name = "channel"
 
-    def score(self, paths: list[RolloutPath]) -> list[RewardValue]:
-        out = []
-        for path in paths:
-            if not path.translation.strip():
-                out.append(_empty())
-                continue
-            request = path.request
-            reverse = TranslationRequest(path.translation, request.tgt, request.src)
-            tokens = self.context.forced.token_scores(reverse, request.text)
-            mean_lp = sum(t.logprob for t in tokens) / len(tokens)
-            out.append(RewardValue(math.exp(mean_lp), {"tokens": len(tokens), "mean_logprob": mean_lp}))
-        return out
+    def forced_tokens(self, path: RolloutPath) -> list[TokenScore]:
+        request = path.request
+        reverse = TranslationRequest(path.translation, request.tgt, request.src)
+        return self.context.forced.token_scores(reverse, request.text)
 
 
 @dataclass
