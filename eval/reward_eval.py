@@ -275,7 +275,9 @@ EXPENSIVE = ("backtranslation",)  # a generation per hypothesis: scored last, on
 def score_all(plan: Plan, context: RewardContext, journal: Journal) -> None:
     """Score every planned (segment, reward) not yet journaled. The cheap rewards come first, the sets taken
     in turn segment by segment, so a run stopped early still has a prefix of every set; the expensive ones
-    follow in a second pass. Within a segment the teacher-forced rewards share one forward pass per pair."""
+    follow in a second pass. Within a segment the rewards that force the hypothesis after the translation
+    prompt share one forward pass per pair; ``channel`` forces the source after a prompt to translate the
+    hypothesis back, so it takes a pass of its own."""
     rewards = {name: make_reward(name, context) for name in plan.rewards}
     src, tgt = resolve_language("zh"), resolve_language("en")
     for names in ([n for n in rewards if n not in EXPENSIVE], [n for n in rewards if n in EXPENSIVE]):

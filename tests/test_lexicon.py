@@ -118,6 +118,15 @@ def test_auto_gives_notes_for_chinese_sources_only(lexicon):
     assert lexicon_settings(args("auto"), "en") == lexicon_settings(args("off"), "en") == {}
 
 
+def test_hints_come_back_from_a_saved_result(lexicon):
+    """A result records its notes as JSON; ``Hint.from_dict`` rebuilds them, so a saved search's request can
+    be rebuilt exactly (rerank.py scores saved candidates under the prompt they were searched with)."""
+    found = lexicon.hints("他一针见血地指出，老板还在画饼，大家都躺平了。", ZH, EN)
+    assert len(found) > 1 and any(h.note for h in found)
+    saved = json.loads(json.dumps([h.to_dict() for h in found]))
+    assert tuple(Hint.from_dict(d) for d in saved) == found
+
+
 def test_max_hints_caps_and_zero_turns_hints_off(lexicon):
     text = "他一针见血地指出，这个项目虎头蛇尾，老板还在画饼，大家都躺平了。"
     assert len(lexicon.hints(text, ZH, EN)) > 2

@@ -12,7 +12,7 @@ from translator.result import TranslationResult
 from translator.strategies import Hooks
 from translator.errors import InputError
 from translator.prompt import FORCE_ANSWER, Hint
-from translator.strategies.mcts import REFINE, REFLECTION, SENSE, Mcts, MctsConfig, _Search
+from translator.strategies.mcts import REFINE, REFLECTION, SENSE, Mcts, MctsConfig, _Search, parse_path
 
 TEXT = "我今天太累了，只想躺平。"
 SMALL = dict(rollouts=6, children=3, max_new_tokens=72, seed=5, select="visits")  # the paper's algorithm
@@ -170,6 +170,20 @@ def test_refine_reopens_each_finished_draft_once(small_backend):
         assert any(n.terminal for n in below)  # the revision reaches an end
     assert on.tree.node(0).visits == 3
     assert on.translation  # a revision left empty would leave the draft standing
+    # The saved tree alone gives back every candidate the search weighed, revisions included.
+    hints, revised = [Hint.from_dict(h) for h in on.hints], 0
+    searched = [a for a in on.alternatives if a.node_id >= 0]  # -1: the direct translation, not in the tree
+    for alternative in searched:
+        chain, node = [], on.tree.node(alternative.node_id)
+        while node.parent is not None:
+            chain.append(node)
+            node = on.tree.node(node.parent)
+        saved = parse_path(chain[::-1], lambda part: "".join(n.text for n in part), hints, chinese_target=False)
+        assert saved[1].translation == alternative.translation
+        revised += any(n.kind == "refine" for n in chain)
+    assert searched and revised
+    with pytest.raises(IndexError):
+        on.tree.node(-1)
 
 
 def test_senses_branch_the_root_on_the_meaning_of_a_noted_term(small_backend):

@@ -8,6 +8,7 @@ models on format and makes the search's first action a reasoning step rather tha
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from translator.languages import Language
 
@@ -48,6 +49,11 @@ class Hint:
     def to_dict(self) -> dict[str, object]:
         """As results record it (JSON has no tuples)."""
         return {"term": self.term, "senses": list(self.senses), "source": self.source, "note": self.note}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Hint":
+        """Back from a saved result, to rebuild the request a search ran on."""
+        return cls(data["term"], tuple(data["senses"]), data["source"], data.get("note", ""))
 
 
 @dataclass(frozen=True)

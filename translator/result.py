@@ -69,6 +69,10 @@ class SearchTree:
     chosen_path: list[int]  # node ids from the root to the chosen terminal node
 
     def node(self, node_id: int) -> TreeNode:
+        """The node of that id; a negative id (an alternative from outside the tree) is an error, not the
+        last node."""
+        if node_id < 0:
+            raise IndexError(f"node id {node_id} is not in the tree")
         return self.nodes[node_id]
 
     @property

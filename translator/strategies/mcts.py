@@ -15,7 +15,9 @@ import hashlib
 import math
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from translator.actions import GRANULARITIES, THOUGHT_END, Chunking, answer_opened, thought_ended
 from translator.backends.base import Chunk, Continuation, GenRequest, Sampling
@@ -23,7 +25,7 @@ from translator.errors import InputError, at_least, check_options
 from translator.mcts import Expansion, Node, UctConfig, UctRun, chosen_path, parallel_uct, to_search_tree
 from translator.lexicon.markup import strip_markup
 from translator.parse import ParsedAnswer, parse_answer
-from translator.prompt import FORCE_ANSWER, THOUGHT_OPEN, TranslationRequest, build_prompt, prompt_head
+from translator.prompt import FORCE_ANSWER, THOUGHT_OPEN, Hint, TranslationRequest, build_prompt, prompt_head
 from translator.result import Alternative, PathStep, TranslationResult, mean_confidence
 from translator.script_guard import answer_ban
 from translator.rewards import (Reward, RewardContext, RolloutPath, direct_back_translator, make_reward,
@@ -40,6 +42,26 @@ REFINE_ROOM = 32  # tokens a path must have left for a revision to be worth star
 # The sense action: the thought's first line (the prompt's "Terms:" part) commits to one sense of a noted term.
 SENSE = 'Terms: {term} here means "{sense}".'
 _TAG_TAIL = 16  # characters of a parent's text that may hold the start of a tag its child completes
+
+
+class PathNode(Protocol):
+    """What parsing a path needs of a node: the search's live nodes and a saved tree's both qualify."""
+
+    kind: str
+
+
+def parse_path(nodes: Sequence[PathNode], decode: Callable[[Sequence[PathNode]], str],
+               hints: Sequence[Hint], *, chinese_target: bool) -> tuple[str, ParsedAnswer, list[str]]:
+    """A path's raw text, its parsed answer (a revision left empty: the draft before it stands) and the
+    dictionary markup removed from the translation. ``decode`` turns nodes into text: the search decodes
+    their tokens together (a character may straddle two nodes), a saved tree joins its nodes' texts."""
+    text = decode(nodes)
+    parsed = parse_answer(THOUGHT_OPEN + text)
+    refine = next((i for i, n in enumerate(nodes) if n.kind == "refine"), None)
+    if not parsed.translation and refine is not None:
+        parsed = replace(parse_answer(THOUGHT_OPEN + decode(nodes[:refine])), thought=parsed.thought)
+    translation, cleanup = strip_markup(parsed.translation, hints, chinese_target=chinese_target)
+    return text, replace(parsed, translation=translation), cleanup
 
 
 @dataclass
@@ -324,17 +346,8 @@ class _Search:
         return out
 
     def _parse_path(self, nodes: list[Node]) -> tuple[str, ParsedAnswer, list[str]]:
-        """A path's raw text, its parsed answer (a revision left empty: the draft before it stands) and the
-        dictionary markup removed from the translation."""
-        text = self.backend.decode([t for n in nodes for t in n.token_ids])
-        parsed = parse_answer(THOUGHT_OPEN + text)
-        refine = next((i for i, n in enumerate(nodes) if n.kind == "refine"), None)
-        if not parsed.translation and refine is not None:
-            draft = parse_answer(THOUGHT_OPEN + self.backend.decode([t for n in nodes[:refine] for t in n.token_ids]))
-            parsed = replace(draft, thought=parsed.thought)
-        translation, cleanup = strip_markup(parsed.translation, self.request.hints,
-                                            chinese_target=self.request.tgt.code == "zh")
-        return text, replace(parsed, translation=translation), cleanup
+        return parse_path(nodes, lambda part: self.backend.decode([t for n in part for t in n.token_ids]),
+                          self.request.hints, chinese_target=self.request.tgt.code == "zh")
 
     def _score(self, finished: list[Node]) -> list[tuple[Node, float]]:
         paths = []

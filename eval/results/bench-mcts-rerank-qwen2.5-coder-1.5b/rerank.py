@@ -20,43 +20,35 @@ from pathlib import Path
 
 from eval.data import load_testset
 from eval.scoring import compare, score
+from translator.batch_journal import read_journal
 from translator.languages import resolve_language
-from translator.lexicon.markup import strip_markup
 from translator.options import add_model_options, build_translator
-from translator.parse import parse_answer
-from translator.prompt import THOUGHT_OPEN, Hint, TranslationRequest
+from translator.prompt import Hint, TranslationRequest
+from translator.result import TranslationResult
 from translator.rewards import RewardContext, RolloutPath, make_reward
+from translator.strategies.mcts import parse_path
 
 METRICS = "bleu,chrf,semsim"
 
 
-def results(path: Path) -> dict[int, dict]:
-    """Journal records by segment index (the first line is the journal's header)."""
-    out = {}
-    for line in path.read_text(encoding="utf-8").splitlines()[1:]:
-        entry = json.loads(line)
-        out[entry["index"]] = entry["record"]["result"]
-    return out
+def results(path: Path) -> dict[int, TranslationResult]:
+    """A journal's results by segment index."""
+    return {i: TranslationResult.from_dict(e["record"]["result"]) for i, e in read_journal(path)[1].items()}
 
 
-def hints_of(result: dict) -> tuple[Hint, ...]:
-    return tuple(Hint(h["term"], tuple(h["senses"]), h["source"], h.get("note", "")) for h in result["hints"])
-
-
-def terminal_translations(result: dict) -> list[str]:
-    """Each finished path's translation, rebuilt from the tree as the search parsed it."""
-    nodes = {n["id"]: n for n in result["tree"]["nodes"]}
-    hints = hints_of(result)
+def terminal_translations(result: TranslationResult, hints: list[Hint]) -> list[str]:
+    """Each finished path's translation, parsed from the saved tree as the search parsed it."""
+    tree = result.tree
     out = []
-    for node in nodes.values():
-        if not node["terminal"]:
+    for node in tree.nodes:
+        if not node.terminal:
             continue
         chain = []
-        while node["parent"] is not None:
-            chain.append(node["text"])
-            node = nodes[node["parent"]]
-        parsed = parse_answer(THOUGHT_OPEN + "".join(reversed(chain)))
-        translation, _ = strip_markup(parsed.translation, hints, chinese_target=result["tgt_lang"] == "zh")
+        while node.parent is not None:
+            chain.append(node)
+            node = tree.node(node.parent)
+        translation = parse_path(chain[::-1], lambda part: "".join(n.text for n in part), hints,
+                                 chinese_target=result.tgt_lang == "zh")[1].translation
         if translation.strip():
             out.append(translation)
     return out
@@ -83,13 +75,13 @@ def main() -> int:
     names = args.rewards.split(",")
     rewards = {name: make_reward(name, context) for name in names}
     picks: dict[str, list[str]] = {name: [] for name in names}
-    oracle_pool: list[list[str]] = []
+    pools: list[list[str]] = []  # each segment's candidates, direct first
     start = time.perf_counter()
     for i in range(n):
-        res = mcts[i]
-        request = TranslationRequest(testset.items[i].src, src, tgt, hints=hints_of(res))
-        pool = [direct[i]["translation"]] + terminal_translations(res)
-        oracle_pool.append(pool)
+        hints = [Hint.from_dict(h) for h in mcts[i].hints]
+        request = TranslationRequest(testset.items[i].src, src, tgt, hints=tuple(hints))
+        pool = [direct[i].translation] + terminal_translations(mcts[i], hints)
+        pools.append(pool)
         for name, reward in rewards.items():
             paths = [RolloutPath(request, [], t, t) for t in pool]
             values = [v.value for v in reward.score(paths)]
@@ -100,12 +92,12 @@ def main() -> int:
         print(f"{i + 1}/{n} {time.perf_counter() - start:.0f}s", file=sys.stderr, flush=True)
 
     refs = testset.references()
-    baseline = [direct[i]["translation"] for i in range(n)]
+    baseline = [direct[i].translation for i in range(n)]
     report = {"data": args.data, "segments": n, "mcts_journal": str(args.mcts), "direct_journal": str(args.direct),
-              "candidates_per_segment": sum(map(len, oracle_pool)) / n,
+              "candidates_per_segment": sum(map(len, pools)) / n,
               "direct": score(baseline, refs, testset.sources, testset.tgt_lang, METRICS).to_dict(), "rules": {}}
     if "consensus" in picks:  # a check of the rebuilt candidates: the search's own mbr choice, where it ran
-        searched = [mcts[i]["stats"].get("selections", {}).get("mbr") for i in range(n)]
+        searched = [mcts[i].stats.get("selections", {}).get("mbr") for i in range(n)]
         report["consensus_same_as_search_mbr"] = sum(a == b for a, b in zip(picks["consensus"], searched))
     for name in names:
         tests = compare(picks[name], baseline, refs, testset.sources, testset.tgt_lang, METRICS)
