@@ -47,7 +47,8 @@ from translator.languages import resolve_language
 from translator.options import add_model_options, build_translator, model_settings
 from translator.prompt import TranslationRequest
 from translator.registry import DEFAULT_MODEL
-from translator.rewards import REGISTRY, RewardContext, RewardValue, RolloutPath, combine, make_reward, sentence_chrf
+from translator.rewards import REGISTRY, RewardContext, RewardValue, RolloutPath, combine, make_reward
+from translator.utility import sentence_chrf
 
 DATASETS = ("wmt21", "ted")
 TEACHER_FORCED = ("forced-confidence", "logprob", "boostedprob", "channel")

@@ -147,6 +147,19 @@ def test_consensus_is_mean_chrf_against_the_other_candidates():
     assert values[2].value < min(values[0].value, values[1].value)  # the literal outlier agrees least
 
 
+def test_consensus_with_the_bleu_utility_is_mean_sentence_bleu():
+    from sacrebleu.metrics import BLEU
+
+    bleu = BLEU(effective_order=True)
+    cands = ["He slacked off today.", "He was slacking off today.", "Today he touched fish."]
+    values = make_reward("consensus", options={"mbr_utility": "bleu"}).score([_pair(c) for c in cands])
+    for i, c in enumerate(cands):
+        expected = sum(bleu.sentence_score(c, [o]).score for j, o in enumerate(cands) if j != i) / 2 / 100
+        assert values[i].value == pytest.approx(expected) and values[i].details["utility"] == "bleu"
+    with pytest.raises(InputError, match="mbr_utility"):
+        make_reward("consensus", options={"mbr_utility": "ter"})
+
+
 def test_consensus_remembers_earlier_candidates_of_the_same_source_only():
     reward = make_reward("consensus")
     assert reward.score([_pair("He slacked off.")])[0].value == 1.0  # alone: agrees with itself

@@ -1,12 +1,13 @@
 """The final choice among a search's candidates: each rule picks what it claims on a hand-built tree."""
 
 import pytest
-from sacrebleu.metrics import CHRF
+from sacrebleu.metrics import BLEU, CHRF
 
 from translator.errors import InputError
 from translator.mcts import Node, backpropagate, chosen_path
 from translator.selection import Candidate, rank
 from translator.strategies.mcts import MctsConfig
+from translator.utility import utility
 
 
 def _node(nid, parent, terminal=False):
@@ -56,6 +57,30 @@ def test_mbr_takes_the_candidate_the_others_agree_with():
         assert c.score == pytest.approx(expected[c.translation])
 
 
+def test_mbr_utility_chrf_favours_the_longest_candidate_and_bleu_does_not():
+    """chrF weighs recall twice (beta 2), so the long candidate that contains what the others say wins its
+    consensus; BLEU's precision and brevity penalty make it the short ones' outlier. Scores as sacrebleu's
+    sentence BLEU (effective order) computes them, in [0, 1]."""
+    texts = ["He slacks off at work.", "He is goofing off at work.",
+             "He is slacking off at work again today, as he always does.", "He is slacking."]
+    candidates = [Candidate(t, 0.0) for t in texts]
+    assert rank(candidates, "mbr", utility("chrf", "en"))[0].translation == texts[2]
+    by_bleu = rank(candidates, "mbr", utility("bleu", "en"))
+    bleu = BLEU(effective_order=True)
+    expected = {t: sum(bleu.sentence_score(t, [o]).score for o in texts if o != t) / 3 / 100 for t in texts}
+    assert by_bleu[0].translation == max(expected, key=expected.get) != texts[2]
+    for c in by_bleu:
+        assert c.score == pytest.approx(expected[c.translation])
+
+
+def test_bleu_utility_tokenizes_chinese_targets_by_character():
+    """Chinese has no spaces: with the default tokenizer two close sentences would share no token."""
+    a, b = "他在上班摸鱼。", "他上班摸鱼。"
+    assert utility("bleu", "en")(a, b) == 0.0
+    assert utility("bleu", "zh")(a, b) == pytest.approx(BLEU(tokenize="zh", effective_order=True).sentence_score(a, [b]).score / 100)
+    assert 0 < utility("bleu", "zh")(a, b) < 1 == utility("bleu", "zh")(a, a)
+
+
 def test_duplicates_are_offered_once_and_empty_answers_never():
     _, leaves, _ = _tree()
     candidates = [Candidate("Same.", 0.5, leaves["a1"]), Candidate("Same.", 0.7, leaves["a2"]),
@@ -72,6 +97,9 @@ def test_select_options_are_checked():
         MctsConfig(select="best")
     with pytest.raises(InputError, match="select_with_direct needs"):
         MctsConfig(select="visits", select_with_direct=True)
+    with pytest.raises(InputError, match="mbr_utility must be one of chrf, bleu"):
+        MctsConfig(mbr_utility="comet")
+    assert MctsConfig(mbr_utility="bleu").reward_options()["mbr_utility"] == "bleu"
 
 
 def test_the_default_choice_is_mbr_with_the_direct_candidate_and_visits_goes_without():

@@ -16,7 +16,8 @@ them against human judgements.
 - ``channel`` is the noisy channel: teacher-forced, how probable the model finds the *source* as the
   translation of the candidate back into the source language (one forward pass per candidate, no
   generation). A candidate that drops or invents content explains the source badly.
-- ``consensus`` is MBR: mean chrF of the candidate against the other candidates for the same source.
+- ``consensus`` is MBR: mean chrF (or another ``mbr_utility``, ``translator.utility``) of the candidate
+  against the other candidates for the same source.
 - ``backtranslation`` (a generation per candidate) and ``comet-qe`` (a CometKiwi model) as before.
 """
 
@@ -26,12 +27,12 @@ import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from dataclasses import dataclass, field, fields
-from functools import lru_cache
 from typing import Any, Callable, ClassVar
 
 from translator.errors import InputError
 from translator.prompt import TranslationRequest, start_prompt
 from translator.result import TokenScore, mean_confidence
+from translator.utility import check_utility, consensus, sentence_chrf, utility
 
 
 @dataclass
@@ -244,25 +245,24 @@ class BoostedProbReward(_ForcedReward):
         return sum(boosted) / len(boosted), {}
 
 
-def sentence_chrf(hypothesis: str, reference: str) -> float:
-    """sacrebleu's sentence chrF (0-100), one scorer for every caller."""
-    return _chrf().sentence_score(hypothesis, [reference]).score
+@dataclass
+class ConsensusConfig:
+    mbr_utility: str = "chrf"  # how alike two candidates are (translator.utility)
 
-
-@lru_cache(maxsize=1)
-def _chrf():
-    from sacrebleu.metrics import CHRF
-
-    return CHRF()
+    def __post_init__(self):
+        if problem := check_utility(self.mbr_utility):
+            raise InputError(problem)
 
 
 class ConsensusReward(Reward):
-    """MBR with chrF as the utility: the mean chrF of a candidate against every other candidate for the same
-    source, as pseudo-references (what the candidates agree on is probably right). Candidates from earlier
-    calls for the same source count too, so in a search each rollout is compared with every answer found so
-    far; a candidate alone scores 1 (it agrees with itself). ``forget`` drops a source's candidates."""
+    """MBR: the mean utility (chrF by default, ``translator.utility``) of a candidate against every other
+    candidate for the same source, as pseudo-references (what the candidates agree on is probably right).
+    Candidates from earlier calls for the same source count too, so in a search each rollout is compared with
+    every answer found so far; a candidate alone scores 1 (it agrees with itself). ``forget`` drops a
+    source's candidates."""
 
     name = "consensus"
+    Config = ConsensusConfig
 
     def __init__(self, config: Any = None, context: RewardContext | None = None):
         super().__init__(config, context)
@@ -282,11 +282,8 @@ class ConsensusReward(Reward):
                 continue
             others = list(self._pool[path.request])
             others.remove(path.translation)
-            if not others:
-                out.append(RewardValue(1.0, {"pseudo_references": 0}))
-                continue
-            value = sum(sentence_chrf(path.translation, o) for o in others) / len(others) / 100.0
-            out.append(RewardValue(value, {"pseudo_references": len(others)}))
+            value = consensus(path.translation, others, utility(self.config.mbr_utility, path.request.tgt.code))
+            out.append(RewardValue(value, {"pseudo_references": len(others), "utility": self.config.mbr_utility}))
         return out
 
 

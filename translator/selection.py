@@ -3,8 +3,9 @@
 - ``visits``: the paper's rule, the chain of most-visited children (ties: higher mean value) from the root;
   candidates are ranked the same way, comparing their paths level by level.
 - ``reward``: the terminal with the best reward (a terminal is visited once, so its mean is its reward).
-- ``mbr``: consensus: the candidate with the highest mean chrF against every other terminal's translation
-  (identical translations support each other), as in minimum Bayes risk decoding.
+- ``mbr``: consensus: the candidate with the highest mean utility (chrF by default, ``translator.utility``)
+  against every other terminal's translation (identical translations support each other), as in minimum
+  Bayes risk decoding.
 
 A candidate may come from outside the tree (the ``direct`` translation), with ``node`` None; the visits
 rule ranks such a candidate last, as the tree never visited it.
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from translator.utility import Utility, consensus, utility
 
 SELECT_RULES = ("visits", "reward", "mbr")
 
@@ -32,8 +35,9 @@ def _visit_key(candidate: Candidate) -> tuple:
     return (1, tuple((n.visits, n.mean) for n in candidate.node.path()[1:]))
 
 
-def rank(candidates: list[Candidate], rule: str) -> list[Candidate]:
-    """Non-empty candidates best first, each translation once (its best-ranked instance), ``score`` set."""
+def rank(candidates: list[Candidate], rule: str, similarity: Utility | None = None) -> list[Candidate]:
+    """Non-empty candidates best first, each translation once (its best-ranked instance), ``score`` set.
+    ``similarity`` is the ``mbr`` rule's utility (None: chrF)."""
     if rule not in SELECT_RULES:
         raise ValueError(f"unknown selection rule {rule!r}")
     pool = [c for c in candidates if c.translation.strip()]
@@ -46,11 +50,9 @@ def rank(candidates: list[Candidate], rule: str) -> list[Candidate]:
             c.score = c.reward
         ordered = sorted(pool, key=lambda c: c.reward, reverse=True)
     else:
-        from translator.rewards import sentence_chrf
-
+        similarity = similarity or utility("chrf", "")
         for i, c in enumerate(pool):
-            others = [o.translation for j, o in enumerate(pool) if j != i]
-            c.score = sum(sentence_chrf(c.translation, o) for o in others) / len(others) / 100 if others else 1.0
+            c.score = consensus(c.translation, [o.translation for j, o in enumerate(pool) if j != i], similarity)
         ordered = sorted(pool, key=lambda c: (c.score, c.reward), reverse=True)
     seen: set[str] = set()
     out = []

@@ -31,6 +31,7 @@ from translator.script_guard import answer_ban
 from translator.rewards import (Reward, RewardContext, RolloutPath, direct_back_translator, make_reward,
                                 reward_configs)
 from translator.selection import SELECT_RULES, Candidate, rank
+from translator.utility import check_utility, utility
 from translator.strategies.base import Hooks, Progress, Strategy, TokenProgress, continued, resolve_thought_budget
 
 REFLECTION = "\n\nWait! Maybe I made some mistakes! I need to rethink from scratch.\n\n"
@@ -89,6 +90,8 @@ class MctsConfig:
     max_seconds: float | None = None  # optional extra budget
     max_tree_tokens: int | None = None  # optional extra budget
     select: str = "mbr"  # the final choice: mbr (measured best: README), visits (the paper's) or reward
+    # how alike two candidates are, for the consensus reward and the mbr rule: chrf or bleu (translator.utility)
+    mbr_utility: str = "chrf"
     # add the direct translation (one greedy decode) as a candidate; None = on for reward and mbr (in the
     # README grid mbr picks it back on 10-30% of the segments)
     select_with_direct: bool | None = field(default=None, metadata={"default": "on unless select=visits"})
@@ -110,6 +113,7 @@ class MctsConfig:
             None if self.max_seconds is None or self.max_seconds > 0 else "max_seconds must be > 0",
             at_least("max_tree_tokens", self.max_tree_tokens, 1),
             None if self.select in SELECT_RULES else f"select must be one of {', '.join(SELECT_RULES)}",
+            check_utility(self.mbr_utility),
             "select_with_direct needs select reward or mbr: the tree never visits the direct candidate"
             if self.select_with_direct and self.select == "visits" else None,
             self._reward_problem(),
@@ -128,7 +132,7 @@ class MctsConfig:
         return None
 
     def reward_options(self) -> dict:
-        return {"comet_model": self.comet_model}
+        return {"comet_model": self.comet_model, "mbr_utility": self.mbr_utility}
 
 
 class Mcts(Strategy):
@@ -394,10 +398,11 @@ class _Search:
         terminal that has one."""
         direct = self._direct() if self.cfg.select_with_direct else None
         candidates = [Candidate(d["translation"], value, node) for node, value, d in self.terminals]
-        ranked = rank(candidates + ([direct[0]] if direct else []), rule)
+        similarity = utility(self.cfg.mbr_utility, self.request.tgt.code)
+        ranked = rank(candidates + ([direct[0]] if direct else []), rule, similarity)
         if self.cfg.fallback and all(c.node is None for c in ranked):  # no rollout answered: a fallback
             direct = direct or self._direct()
-            return [root], direct, rank([direct[0]], rule), True
+            return [root], direct, rank([direct[0]], rule, similarity), True
         if rule == "visits" or not ranked:
             path = chosen_path(root)
             if not ranked or any(node is path[-1] and d["translation"] for node, _, d in self.terminals):

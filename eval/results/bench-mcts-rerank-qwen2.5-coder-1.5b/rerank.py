@@ -3,7 +3,8 @@
 Reads an ``mcts`` bench journal (every tree with every finished draft) and the ``direct`` journal of the
 same run, rebuilds each segment's candidates (the tree's terminal translations and the direct translation,
 as ``--select-with-direct`` offers them), scores them with each reward named, picks each reward's best
-(ties go to the direct translation, listed first) and compares the picks with direct by paired bootstrap.
+(ties go to the direct translation, listed first) and compares the picks with direct by paired bootstrap;
+``consensus@bleu`` is consensus with another utility (``translator.utility``).
 No decoding: the same drafts for every rule, so the rules differ only in their choice. Writes JSON.
 
     python eval/results/bench-mcts-rerank-qwen2.5-coder-1.5b/rerank.py --data slang:zh-en \
@@ -54,13 +55,25 @@ def terminal_translations(result: TranslationResult, hints: list[Hint]) -> list[
     return out
 
 
+def mean_length(texts: list[str], tgt: str) -> float:
+    """Words a segment (characters for Chinese, written without spaces)."""
+    return sum(len(t.replace(" ", "")) if tgt == "zh" else len(t.split()) for t in texts) / len(texts)
+
+
+def reward_of(rule: str, context: RewardContext):
+    """``name`` or ``name@utility``: a reward, with that ``mbr_utility`` for its consensus part."""
+    name, _, mbr_utility = rule.partition("@")
+    return make_reward(name, context, {"mbr_utility": mbr_utility} if mbr_utility else None)
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--limit", type=int, default=None)
     p.add_argument("--mcts", type=Path, required=True)
     p.add_argument("--direct", type=Path, required=True)
-    p.add_argument("--rewards", default="consensus,logprob,channel,channel+consensus,logprob+channel")
+    p.add_argument("--rewards", default="consensus,logprob,channel,channel+consensus,logprob+channel",
+                   help="reward names; name@bleu gives a consensus part the BLEU utility (translator.utility)")
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
     add_model_options(p)
     p.add_argument("--out", type=Path, required=True)
@@ -73,7 +86,7 @@ def main() -> int:
     backend = build_translator(args, lexicon=False).backend
     context = RewardContext(backend)
     names = args.rewards.split(",")
-    rewards = {name: make_reward(name, context) for name in names}
+    rewards = {name: reward_of(name, context) for name in names}
     picks: dict[str, list[str]] = {name: [] for name in names}
     pools: list[list[str]] = []  # each segment's candidates, direct first
     start = time.perf_counter()
@@ -95,7 +108,10 @@ def main() -> int:
     baseline = [direct[i].translation for i in range(n)]
     report = {"data": args.data, "segments": n, "mcts_journal": str(args.mcts), "direct_journal": str(args.direct),
               "candidates_per_segment": sum(map(len, pools)) / n,
-              "direct": score(baseline, refs, testset.sources, testset.tgt_lang, METRICS).to_dict(), "rules": {}}
+              "direct": score(baseline, refs, testset.sources, testset.tgt_lang, METRICS).to_dict(),
+              "length_unit": "characters" if testset.tgt_lang == "zh" else "words",
+              "length": {"direct": mean_length(baseline, testset.tgt_lang),
+                         "references": mean_length(refs[0], testset.tgt_lang)}, "rules": {}}
     if "consensus" in picks:  # a check of the rebuilt candidates: the search's own mbr choice, where it ran
         searched = [mcts[i].stats.get("selections", {}).get("mbr") for i in range(n)]
         report["consensus_same_as_search_mbr"] = sum(a == b for a, b in zip(picks["consensus"], searched))
@@ -103,6 +119,7 @@ def main() -> int:
         tests = compare(picks[name], baseline, refs, testset.sources, testset.tgt_lang, METRICS)
         report["rules"][name] = {
             "picked_direct": sum(a == b for a, b in zip(picks[name], baseline)),
+            "length": mean_length(picks[name], testset.tgt_lang),
             "metrics": {c.metric: ({"system": c.test.system.score, "baseline": c.test.baseline.score,
                                     "delta": c.test.delta, "p": c.test.p_value} if c.test else {"skipped": c.skipped})
                         for c in tests}}
