@@ -97,7 +97,7 @@ def test_select_options_are_checked():
         MctsConfig(select="best")
     with pytest.raises(InputError, match="select_with_direct needs"):
         MctsConfig(select="visits", select_with_direct=True)
-    with pytest.raises(InputError, match="mbr_utility must be one of chrf, bleu"):
+    with pytest.raises(InputError, match="mbr_utility must be one of bleu, chrf"):
         MctsConfig(mbr_utility="comet")
     assert MctsConfig(mbr_utility="bleu").reward_options()["mbr_utility"] == "bleu"
 
@@ -106,7 +106,8 @@ def test_the_default_choice_is_mbr_with_the_direct_candidate_and_visits_goes_wit
     """The default rule (measured: README grid) competes with the direct translation unless told not to;
     the paper's rule, which never visits that candidate, goes without it unless told otherwise (an error)."""
     default = MctsConfig()
-    assert (default.select, default.select_with_direct) == ("mbr", True)
+    assert (default.select, default.select_with_direct, default.mbr_utility) == ("mbr", True, "bleu")
+    assert default.reward_options()["mbr_utility"] == "bleu"  # the search's consensus reward uses it too
     assert MctsConfig(select="reward").select_with_direct is True
     assert MctsConfig(select="visits").select_with_direct is False
     assert MctsConfig(select_with_direct=False).select_with_direct is False

@@ -247,7 +247,9 @@ class BoostedProbReward(_ForcedReward):
 
 @dataclass
 class ConsensusConfig:
-    mbr_utility: str = "chrf"  # how alike two candidates are (translator.utility)
+    # how alike two candidates are (translator.utility); the search passes its own (bleu by default), the
+    # bare reward keeps chrf so that the reward meta-evaluation's figures keep their meaning
+    mbr_utility: str = "chrf"
 
     def __post_init__(self):
         if problem := check_utility(self.mbr_utility):

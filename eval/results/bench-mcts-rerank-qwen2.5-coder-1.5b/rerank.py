@@ -60,6 +60,12 @@ def mean_length(texts: list[str], tgt: str) -> float:
     return sum(len(t.replace(" ", "")) if tgt == "zh" else len(t.split()) for t in texts) / len(texts)
 
 
+def deltas(tests) -> dict:
+    """``compare``'s paired tests as JSON figures."""
+    return {c.metric: ({"system": c.test.system.score, "baseline": c.test.baseline.score, "delta": c.test.delta,
+                        "p": c.test.p_value} if c.test else {"skipped": c.skipped}) for c in tests}
+
+
 def reward_of(rule: str, context: RewardContext):
     """``name`` or ``name@utility``: a reward, with that ``mbr_utility`` for its consensus part."""
     name, _, mbr_utility = rule.partition("@")
@@ -75,6 +81,7 @@ def main() -> int:
     p.add_argument("--rewards", default="consensus,logprob,channel,channel+consensus,logprob+channel",
                    help="reward names; name@bleu gives a consensus part the BLEU utility (translator.utility)")
     p.add_argument("--model", default="qwen2.5-coder-1.5b")
+    p.add_argument("--against", default=None, help="also pair every other rule with this one's picks")
     add_model_options(p)
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
@@ -86,6 +93,8 @@ def main() -> int:
     backend = build_translator(args, lexicon=False).backend
     context = RewardContext(backend)
     names = args.rewards.split(",")
+    if args.against and args.against not in names:
+        p.error(f"--against {args.against} is not one of --rewards")
     rewards = {name: reward_of(name, context) for name in names}
     picks: dict[str, list[str]] = {name: [] for name in names}
     pools: list[list[str]] = []  # each segment's candidates, direct first
@@ -119,11 +128,17 @@ def main() -> int:
         tests = compare(picks[name], baseline, refs, testset.sources, testset.tgt_lang, METRICS)
         report["rules"][name] = {
             "picked_direct": sum(a == b for a, b in zip(picks[name], baseline)),
-            "length": mean_length(picks[name], testset.tgt_lang),
-            "metrics": {c.metric: ({"system": c.test.system.score, "baseline": c.test.baseline.score,
-                                    "delta": c.test.delta, "p": c.test.p_value} if c.test else {"skipped": c.skipped})
-                        for c in tests}}
+            "length": mean_length(picks[name], testset.tgt_lang), "metrics": deltas(tests)}
         print(name, *(c.summary() for c in tests), sep="\n  ")
+    if args.against:  # each other rule paired with that one's picks, not with direct
+        report["against"] = {"rule": args.against, "rules": {}}
+        for name in names:
+            if name != args.against:
+                tests = compare(picks[name], picks[args.against], refs, testset.sources, testset.tgt_lang, METRICS)
+                report["against"]["rules"][name] = {
+                    "same_pick": sum(a == b for a, b in zip(picks[name], picks[args.against])),
+                    "metrics": deltas(tests)}
+                print(f"{name} against {args.against}", *(c.summary() for c in tests), sep="\n  ")
     args.out.write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return 0
 
