@@ -174,11 +174,9 @@ def test_refine_reopens_each_finished_draft_once(small_backend):
     hints, revised = [Hint.from_dict(h) for h in on.hints], 0
     searched = [a for a in on.alternatives if a.node_id >= 0]  # -1: the direct translation, not in the tree
     for alternative in searched:
-        chain, node = [], on.tree.node(alternative.node_id)
-        while node.parent is not None:
-            chain.append(node)
-            node = on.tree.node(node.parent)
-        saved = parse_path(chain[::-1], lambda part: "".join(n.text for n in part), hints, chinese_target=False)
+        chain = on.tree.path(alternative.node_id)
+        assert chain[0].parent == 0 and chain[-1].id == alternative.node_id and chain[-1].terminal
+        saved = parse_path(chain, lambda part: "".join(n.text for n in part), hints, chinese_target=False)
         assert saved[1].translation == alternative.translation
         revised += any(n.kind == "refine" for n in chain)
     assert searched and revised

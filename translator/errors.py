@@ -78,7 +78,8 @@ def at_least(name: str, value: float | None, minimum: float) -> str | None:
 
 
 def check_options(what: str, problems: list[str | None]) -> None:
-    """Raise one InputError naming every problem found (None entries are checks that passed)."""
-    found = [p for p in problems if p]
+    """Raise one InputError naming every problem found, each once (None entries are checks that passed;
+    two checks may find the same problem, as a strategy's and its reward's check of a shared option)."""
+    found = list(dict.fromkeys(p for p in problems if p))
     if found:
         raise InputError(f"invalid {what} options: " + "; ".join(found))

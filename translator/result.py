@@ -75,6 +75,15 @@ class SearchTree:
             raise IndexError(f"node id {node_id} is not in the tree")
         return self.nodes[node_id]
 
+    def path(self, node_id: int) -> list[TreeNode]:
+        """The nodes from the root's child down to that node (the root holds no text of the path)."""
+        out = []
+        node = self.node(node_id)
+        while node.parent is not None:
+            out.append(node)
+            node = self.node(node.parent)
+        return out[::-1]
+
     @property
     def unique_tokens(self) -> int:
         return sum(n.n_tokens for n in self.nodes if n.kind != "root")

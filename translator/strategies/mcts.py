@@ -126,9 +126,8 @@ class MctsConfig:
             self.select_with_direct = self.select != "visits"
 
     def _reward_problem(self) -> str | None:
-        """The reward's own problem; a bad mbr_utility is reported once, by its own check."""
         try:
-            reward_configs(self.reward, {**self.reward_options(), "mbr_utility": None})
+            reward_configs(self.reward, self.reward_options())
         except InputError as exc:
             return str(exc)
         return None

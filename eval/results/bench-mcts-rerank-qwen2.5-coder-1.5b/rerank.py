@@ -39,16 +39,11 @@ def results(path: Path) -> dict[int, TranslationResult]:
 
 def terminal_translations(result: TranslationResult, hints: list[Hint]) -> list[str]:
     """Each finished path's translation, parsed from the saved tree as the search parsed it."""
-    tree = result.tree
     out = []
-    for node in tree.nodes:
+    for node in result.tree.nodes:
         if not node.terminal:
             continue
-        chain = []
-        while node.parent is not None:
-            chain.append(node)
-            node = tree.node(node.parent)
-        translation = parse_path(chain[::-1], lambda part: "".join(n.text for n in part), hints,
+        translation = parse_path(result.tree.path(node.id), lambda part: "".join(n.text for n in part), hints,
                                  chinese_target=result.tgt_lang == "zh")[1].translation
         if translation.strip():
             out.append(translation)
