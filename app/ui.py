@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -83,7 +83,9 @@ def strategy_defaults(strategy: str, limits: Limits) -> dict[str, Any]:
     """The strategy's own defaults for the offered knobs (the CLI's: both read its Config), within the
     launch limits."""
     config = make_config(strategy)
-    values = {k: getattr(config, k) for k in KNOBS if hasattr(config, k)}
+    # a default the Config resolves from other options (mcts thought: on for refine) stays None until then
+    later = {f.name for f in fields(config) if "default" in f.metadata}
+    values = {k: None if k in later else getattr(config, k) for k in KNOBS if hasattr(config, k)}
     if "max_new_tokens" in values:
         values["max_new_tokens"] = min(values["max_new_tokens"], limits.max_new_tokens)
     if "rollouts" in values:
@@ -119,8 +121,8 @@ class Settings:
             raise InputError(f"max_new_tokens is limited to {limits.max_new_tokens} on this server")
         if options.get("rollouts", 0) > limits.max_rollouts:
             raise InputError(f"rollouts are limited to {limits.max_rollouts} on this server")
-        make_config(self.strategy, options)  # every bound (max_new_tokens >= 1, ...) checked before queuing
-        return options
+        config = make_config(self.strategy, options)  # every bound (max_new_tokens >= 1, ...) checked before queuing
+        return {k: getattr(config, k) for k in options}
 
     def clamped(self, limits: Limits) -> "Settings":
         """The values the UI shows at first: the search knobs' defaults and this strategy's token budget."""
@@ -514,8 +516,12 @@ def _settings_panel(limits: Limits) -> dict[str, Any]:
                                      info="reopen each finished draft once to revise it")
                 senses = gr.Checkbox(defaults.senses, label="Senses", elem_id="mt-senses",
                                      info="branch the root on the senses of the first noted term")
-                thought = gr.Checkbox(defaults.thought, label="Thought", elem_id="mt-thought",
-                                      info="off: no reasoning; the search samples drafts and picks one")
+                thought = gr.Checkbox(bool(defaults.thought), label="Thought", elem_id="mt-thought",
+                                      info="off: the search samples drafts and picks one (measured best); "
+                                           "on: it reasons first, as in the paper")
+                for box in (reflection, refine, senses):  # they act in a thought: ticking one ticks Thought
+                    box.input(lambda on, shown: shown or on, [box, thought], thought, api_visibility="private",
+                              queue=False)
                 seed = gr.Number(defaults.seed, precision=0, label="Seed", elem_id="mt-seed",
                                  info="same seed and settings, same search")
     return {"max_new_tokens": max_new_tokens, "granularity": granularity,

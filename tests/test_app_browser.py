@@ -142,6 +142,27 @@ def test_defaults_are_the_clis(page):
     assert tgt in page.locator("#mt-tgt input").input_value().lower() or "Chinese" in page.locator("#mt-tgt input").input_value()
 
 
+def test_ticking_an_option_that_acts_in_a_thought_ticks_thought(browser, server):
+    """Refine, Reflection and Senses need a thought, which is off by default (the CLI's default): ticking one
+    ticks Thought, instead of a request the search refuses. A page of its own: the form is left changed."""
+    from translator.strategies import make_config
+
+    page = browser.new_page(viewport=VIEWPORT)
+    page.goto(server)
+    page.locator("#mt-run").wait_for()
+    _open_settings(page)
+    thought = page.locator("#mt-thought input[type=checkbox]")
+    assert thought.is_checked() is make_config("mcts").thought is False
+    for option in ("refine", "reflection", "senses"):
+        page.locator(f"#mt-{option} input[type=checkbox]").check()
+        page.wait_for_function("() => document.querySelector('#mt-thought input[type=checkbox]').checked",
+                               timeout=10_000)
+        page.locator(f"#mt-{option} input[type=checkbox]").uncheck()
+        assert thought.is_checked()  # unticking the option leaves Thought as the user now has it
+        thought.uncheck()
+    page.close()
+
+
 def test_over_long_input_is_refused_visibly_and_kept_whole(page):
     text = "躺平" * (MAX_INPUT_CHARS // 2) + "!"
     box = page.locator("#mt-source textarea")

@@ -63,6 +63,7 @@ def test_the_api_takes_the_refine_and_senses_knobs(client):
                               max_new_tokens=24, refine=True, senses=True, api_name="/translate")
     params = TranslationResult.from_json(trace).params
     assert params["refine"] is True and params["senses"] is True
+    assert params["thought"] is True  # they act in a thought: asking for them asks for one
 
 
 def test_the_api_takes_the_thought_knob(client):

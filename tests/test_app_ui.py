@@ -51,7 +51,8 @@ def test_settings_respect_the_launch_limits():
     assert mcts == {"granularity": "mini-32", "rollouts": 4, "children": 2, "reflection": True,
                     "reward": "confidence", "max_new_tokens": 64, "seed": 7, "refine": False, "senses": False,
                     "thought": True}
-    assert Settings("mcts", max_new_tokens=64, refine=True).options(limits)["refine"] is True
+    refine = Settings("mcts", max_new_tokens=64, refine=True).options(limits)
+    assert refine["refine"] is True and refine["thought"] is True  # the Config's resolved value, not the default's
     assert Settings("mcts", max_new_tokens=64, thought=False).options(limits)["thought"] is False
     with pytest.raises(InputError, match="rollouts are limited to 4"):
         Settings("mcts", rollouts=5, max_new_tokens=64).options(limits)

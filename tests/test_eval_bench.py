@@ -178,7 +178,7 @@ def test_options_take_their_config_types() -> None:
     assert (direct.label, direct.options) == ("direct", {})
     assert mcts.label == "mcts:rollouts=8,granularity=mini-64,reflection=1,max_seconds=2.5"
     assert mcts.options == {"rollouts": 8, "granularity": "mini-64", "reflection": True, "max_seconds": 2.5}
-    assert type(mcts.options["max_seconds"]) is float and mcts.params()["children"] == 3
+    assert type(mcts.options["max_seconds"]) is float and mcts.params()["children"] == MctsConfig().children
     with pytest.raises(InputError, match="expected KEY=VALUE"):
         parse_strategies("mcts:=3")
 

@@ -229,6 +229,16 @@ def test_without_a_thought_every_path_answers_at_once(small_backend):
             MctsConfig(thought=False, **{option: True})
 
 
+def test_the_search_drafts_unless_a_thought_is_asked_for():
+    """By default the search has no thought (the drafts measured better, README "Which search by default");
+    the options that act in a thought turn it on, and ``thought=True`` asks for it alone."""
+    assert MctsConfig().thought is False and (MctsConfig().rollouts, MctsConfig().children) == (8, 8)
+    for option in ("refine", "senses", "reflection"):
+        assert MctsConfig(**{option: True}).thought is True
+    assert MctsConfig(thought_budget=40).thought is True and MctsConfig(thought_budget=0).thought is True
+    assert MctsConfig(thought=True).thought is True
+
+
 def test_each_selection_rule_is_recorded_as_it_would_have_chosen(small_backend):
     """``stats.selections`` holds what every ``--select`` rule returns from the same tree: a search run
     with that rule (same seed, so the same tree) returns exactly it."""

@@ -12,8 +12,9 @@ from translator.strategies.mcts import Mcts
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (Direct, Cot, Mcts)}
 # The one default every entry point uses (CLI, batch, app, Python API); chosen from the benchmark's figures:
-# with the default model, direct with dictionary notes beats cot and mcts on every dev set measured so far
-# (README, "Dictionary notes"), at a fifth of cot's tokens. cot and mcts stay one option away.
+# with the default model, direct with dictionary notes beats cot everywhere and ties mcts (drafts) on three
+# of the five dev sets, at a twelfth of its time (README, "Which search by default"). mcts, which wins on
+# idioms and news, and cot stay one option away.
 DEFAULT_STRATEGY = "direct"
 
 

@@ -1,4 +1,5 @@
-"""``mcts``: Marco-o1's Monte Carlo Tree Search over reasoning actions, with the confidence reward.
+"""``mcts``: Marco-o1's Monte Carlo Tree Search, over reasoning actions (``thought``, the paper's) or over
+drafts of the translation (the default: measured better with a 1.5B model), scored by a reward.
 
 The algorithm (parallel UCT, virtual visits, budget, release) is ``translator.mcts.parallel_uct``; this
 module is its model side, the ``Expander``: it turns the planned children of up to ``parallel`` leaves into
@@ -68,8 +69,10 @@ def parse_path(nodes: Sequence[PathNode], decode: Callable[[Sequence[PathNode]],
 @dataclass
 class MctsConfig:
     granularity: str = "step"  # step, mini-32 or mini-64
-    rollouts: int = 16  # budget: rollouts to terminal answers (= root visits)
-    children: int = 3  # K: children sampled per node
+    # budget: rollouts to terminal answers (= root visits). 8 rollouts of 8 children: without a thought that is
+    # 8 drafts, the measured best (README, "Which search by default")
+    rollouts: int = 8
+    children: int = 8  # K: children sampled per node
     exploration: float = math.sqrt(2)  # UCT constant
     temperature: float = 0.8
     top_p: float = 0.95
@@ -81,8 +84,11 @@ class MctsConfig:
     refine: bool = False  # reopen each path's finished draft once for revision (a new thought, then a new Output)
     senses: bool = False  # the root's children each start the thought with another sense of the first noted term
     # False: no thought; the root's one child opens the Output, so the tree branches over the translation itself
-    # and the search samples drafts and selects among them (quality-aware decoding; README)
-    thought: bool = True
+    # and the search samples drafts and selects among them (quality-aware decoding). None: off unless reflection,
+    # refine or senses (which act in a thought) or a thought_budget ask for one. Off by default: with a thought
+    # the search lost to direct on slang zh-en and WMT22, without one it beat direct on PETCI and WMT22 (README)
+    thought: bool | None = field(default=None,
+                                 metadata={"default": "off unless reflection, refine, senses or thought_budget"})
     reward: str = "consensus"  # the best of the rewards against human MQM judgements (README); "confidence" is the paper's
     comet_model: str | None = None  # for reward=comet-qe: a CometKiwi name or local checkpoint
     seed: int = 0
@@ -118,9 +124,11 @@ class MctsConfig:
             "select_with_direct needs select reward or mbr: the tree never visits the direct candidate"
             if self.select_with_direct and self.select == "visits" else None,
             self._reward_problem(),
-            None if self.thought or not (self.senses or self.reflection or self.refine)
+            None if self.thought is not False or not (self.senses or self.reflection or self.refine)
             else "thought=false leaves no thought for senses, reflection or refine to act in",
         ])
+        if self.thought is None:  # asking for what acts in a thought, or for its budget, asks for a thought
+            self.thought = self.reflection or self.refine or self.senses or self.thought_budget is not None
         self.thought_budget = resolve_thought_budget(self.thought_budget, self.max_new_tokens, "mcts")
         if self.select_with_direct is None:
             self.select_with_direct = self.select != "visits"
