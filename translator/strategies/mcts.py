@@ -106,6 +106,7 @@ class MctsConfig:
     script_guard: bool = True  # Outputs into English etc. never write Chinese characters (translator.script_guard)
 
     def __post_init__(self) -> None:
+        thinking = self.senses or self.reflection or self.refine  # options that act in a thought
         check_options("mcts", [
             None if self.granularity in GRANULARITIES else f"granularity must be one of {', '.join(GRANULARITIES)}",
             at_least("rollouts", self.rollouts, 1),
@@ -124,11 +125,11 @@ class MctsConfig:
             "select_with_direct needs select reward or mbr: the tree never visits the direct candidate"
             if self.select_with_direct and self.select == "visits" else None,
             self._reward_problem(),
-            None if self.thought is not False or not (self.senses or self.reflection or self.refine)
+            None if self.thought is not False or not thinking
             else "thought=false leaves no thought for senses, reflection or refine to act in",
         ])
         if self.thought is None:  # asking for what acts in a thought, or for its budget, asks for a thought
-            self.thought = self.reflection or self.refine or self.senses or self.thought_budget is not None
+            self.thought = thinking or self.thought_budget is not None
         self.thought_budget = resolve_thought_budget(self.thought_budget, self.max_new_tokens, "mcts")
         if self.select_with_direct is None:
             self.select_with_direct = self.select != "visits"
