@@ -26,7 +26,8 @@ from translator.languages import resolve_language
 from translator.options import add_model_options, build_translator
 from translator.prompt import Hint, TranslationRequest
 from translator.result import TranslationResult
-from translator.rewards import RewardContext, RolloutPath, make_reward
+from translator.errors import InputError
+from translator.rewards import RewardContext, RolloutPath, make_reward, reward_configs
 from translator.strategies.mcts import parse_path
 
 METRICS = "bleu,chrf,semsim"
@@ -61,10 +62,10 @@ def deltas(tests) -> dict:
                         "p": c.test.p_value} if c.test else {"skipped": c.skipped}) for c in tests}
 
 
-def reward_of(rule: str, context: RewardContext):
-    """``name`` or ``name@utility``: a reward, with that ``mbr_utility`` for its consensus part."""
+def reward_options(rule: str) -> tuple[str, dict | None]:
+    """``name`` or ``name@utility``: the reward's name and the options giving its consensus part that utility."""
     name, _, mbr_utility = rule.partition("@")
-    return make_reward(name, context, {"mbr_utility": mbr_utility} if mbr_utility else None)
+    return name, {"mbr_utility": mbr_utility} if mbr_utility else None
 
 
 def main() -> int:
@@ -81,16 +82,24 @@ def main() -> int:
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
 
+    names = args.rewards.split(",")
+    if args.against and args.against not in names:
+        p.error(f"--against {args.against} is not one of --rewards")
+    for name in names:  # checked before the model loads (cheap: configs only)
+        try:
+            reward_configs(*reward_options(name))
+        except InputError as e:
+            p.error(f"--rewards {name}: {e}")
     testset = load_testset(args.data, limit=args.limit)
     mcts, direct = results(args.mcts), results(args.direct)
     n = len(testset)
     src, tgt = resolve_language(testset.src_lang), resolve_language(testset.tgt_lang)
     backend = build_translator(args, lexicon=False).backend
     context = RewardContext(backend)
-    names = args.rewards.split(",")
-    if args.against and args.against not in names:
-        p.error(f"--against {args.against} is not one of --rewards")
-    rewards = {name: reward_of(name, context) for name in names}
+    rewards = {}
+    for rule in names:
+        name, options = reward_options(rule)
+        rewards[rule] = make_reward(name, context, options)
     picks: dict[str, list[str]] = {name: [] for name in names}
     pools: list[list[str]] = []  # each segment's candidates, direct first
     start = time.perf_counter()
