@@ -90,10 +90,15 @@ HINTS_HEADER = ("Dictionary notes (a sense may not fit this context; they explai
                 "do not copy them into the translation):")
 
 
+# Between a note's senses: a separator no translation needs, so the notes guard can keep it out of the
+# answer (translator.script_guard)
+SENSE_SEPARATOR = " | "
+
+
 def format_hint(hint: Hint) -> str:
-    """One compact line per term, senses separated by " | " (a separator no translation needs)."""
+    """One compact line per term, its senses separated by ``SENSE_SEPARATOR``."""
     kind = f" ({hint.note})" if hint.note else ""
-    return f"- {hint.term}{kind}: {' | '.join(hint.senses)}"
+    return f"- {hint.term}{kind}: {SENSE_SEPARATOR.join(hint.senses)}"
 
 
 def build_messages(request: TranslationRequest, *, reasoning: bool) -> list[dict[str, str]]:

@@ -10,6 +10,13 @@ thought may still quote the source.
 A token is banned when its bytes hold a UTF-8 lead byte of U+3000..U+9FFF (CJK punctuation, kana, Han):
 without one no such character can be formed, whether a tokenizer writes it as one token or several byte
 pieces. Korean (Hangul) and Japanese targets are left alone.
+
+The notes guard, beside it: given dictionary notes, a small model sometimes copies a note's list of senses
+into its answer, separator and all ("Bad luck, go away! | Begone! | Shoo, shoo"), or strings its own
+alternatives together the same way. The separator between senses is one no translation needs
+(``translator.prompt.SENSE_SEPARATOR``), so when a request carries notes and its text holds no such
+character, the tokens that would write it are never chosen inside the answer either. The check after
+decoding (``translator.lexicon.markup``) still repairs the copies this cannot prevent.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 
 from translator.durable_files import write_atomic
 from translator.languages import Language
+from translator.prompt import SENSE_SEPARATOR, TranslationRequest
 
 logger = logging.getLogger(__name__)
 
@@ -32,10 +40,12 @@ _CJK_TARGETS = frozenset({"zh", "ja", "ko"})  # written with Han characters, or 
 _LEAD_BYTES = frozenset(range(0xE3, 0xEA))  # UTF-8 lead bytes of U+3000..U+9FFF
 _SP_BYTE = re.compile(r"<0x([0-9A-Fa-f]{2})>")  # a sentencepiece byte-fallback token
 _CACHE: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
-# The scan's result saved beside a cached tokenizer (``CachedTokenizer.directory``), so a warm start reads
-# it instead of scanning (0.2-0.3 s of a 3 s start for Qwen). Bump the version when the scan's rule changes.
+# The scans' results saved beside a cached tokenizer (``_scanned``). Bump a version when its scan's rule changes.
 _SAVED_IDS = "script-guard-v1.npy"
+_SAVED_SEPARATOR_IDS = "notes-guard-v1.npy"
 _CJK_TEXT = re.compile("[\u3000-\u9fff]")  # what the banned lead bytes would begin
+_SEPARATOR = SENSE_SEPARATOR.strip()
+_SEPARATOR_CACHE: "weakref.WeakKeyDictionary[Any, np.ndarray]" = weakref.WeakKeyDictionary()
 
 
 def holds_chinese(text: str) -> bool:
@@ -71,18 +81,26 @@ def banned_token_ids(tokenizer: Any) -> np.ndarray:
     """Sorted ids of every token that writes (part of) a character in U+3000..U+9FFF; computed once per
     tokenizer (a pass over the vocabulary, well under a second for Qwen's 151k tokens), and read back from
     beside a cached tokenizer on later starts."""
+    return _scanned(tokenizer, _CACHE, _SAVED_IDS, lambda t: _scan(t))
+
+
+def _scanned(tokenizer: Any, cache: "weakref.WeakKeyDictionary[Any, np.ndarray]", saved_name: str,
+             scan: Any) -> np.ndarray:
+    """``scan(tokenizer)``'s ids, once per tokenizer: kept in ``cache``, and saved as ``saved_name`` beside a
+    cached tokenizer (``CachedTokenizer.directory``), so a warm start reads them (the pass over the
+    vocabulary takes 0.2-0.3 s of a 3 s start for Qwen)."""
     try:
-        return _CACHE[tokenizer]
+        return cache[tokenizer]
     except (KeyError, TypeError):
         pass
-    saved = Path(tokenizer.directory) / _SAVED_IDS if getattr(tokenizer, "directory", None) else None
+    saved = Path(tokenizer.directory) / saved_name if getattr(tokenizer, "directory", None) else None
     ids = _read_ids(saved, len(tokenizer)) if saved is not None else None
     if ids is None:
-        ids = _scan(tokenizer)
+        ids = scan(tokenizer)
         if saved is not None:
             _write_ids(saved, ids)
     try:
-        _CACHE[tokenizer] = ids
+        cache[tokenizer] = ids
     except TypeError:  # a tokenizer that cannot be weakly referenced is scanned each time
         pass
     return ids
@@ -128,12 +146,38 @@ def _scan(tokenizer: Any) -> np.ndarray:
     return np.asarray(banned, dtype=np.int64)
 
 
-def answer_ban(backend: Any, target: Language, enabled: bool) -> np.ndarray | None:
-    """The ids a strategy's answer must not use, or None when the guard is off, the target is written with
-    Han characters, or the backend cannot mask logits (an HTTP server picks its own tokens)."""
-    if not enabled or not applies(target) or not getattr(backend, "masks_tokens", False):
+def separator_token_ids(tokenizer: Any) -> np.ndarray:
+    """Sorted ids of every token whose piece holds the notes' sense separator (chat markers such as
+    ``<|im_end|>`` included: ``answer_ban`` spares the stop tokens), once per tokenizer as
+    ``banned_token_ids``. The character is ASCII, so it stands for itself in byte-level and sentencepiece
+    pieces alike."""
+    return _scanned(tokenizer, _SEPARATOR_CACHE, _SAVED_SEPARATOR_IDS,
+                    lambda t: np.asarray(sorted(i for piece, i in t.get_vocab().items() if _SEPARATOR in piece),
+                                         dtype=np.int64))
+
+
+def keeps_notes_out(request: TranslationRequest) -> bool:
+    """Does the notes guard apply: the request carries notes, and its text needs no separator character?"""
+    return bool(request.hints) and _SEPARATOR not in request.text
+
+
+def answer_ban(backend: Any, request: TranslationRequest, script_guard: bool,
+               notes_guard: bool) -> np.ndarray | None:
+    """The ids a strategy's answer to ``request`` must not use (sorted), or None when no guard applies: the
+    script guard is off or the target is written with Han characters, the notes guard is off or has
+    nothing to keep out, or the backend cannot mask logits (an HTTP server picks its own tokens). The
+    backend's stop tokens are never banned, so an answer can always end."""
+    if not getattr(backend, "masks_tokens", False):
         return None
-    return banned_token_ids(backend.tokenizer)
+    parts = []
+    if script_guard and applies(request.tgt):
+        parts.append(banned_token_ids(backend.tokenizer))
+    if notes_guard and keeps_notes_out(request):
+        separator = separator_token_ids(backend.tokenizer)
+        parts.append(separator[~np.isin(separator, list(getattr(backend, "stop_ids", ())))])
+    if not parts:
+        return None
+    return parts[0] if len(parts) == 1 else np.union1d(*parts)
 
 
 def without(logprobs: Any, banned: np.ndarray | None) -> Any:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # mcts imports this module
 class DirectConfig:
     max_new_tokens: int = 256
     script_guard: bool = True  # an answer into English etc. never writes Chinese characters (translator.script_guard)
+    notes_guard: bool = True  # an answer given notes never writes their sense separator "|" (the same module)
 
     def __post_init__(self) -> None:
         check_options("direct", [at_least("max_new_tokens", self.max_new_tokens, 1)])
@@ -39,6 +40,7 @@ class CotConfig:
     thought_budget: int | None = None  # thought tokens before the answer is forced; 0 = none; None = auto
     fallback: bool = True  # an answer that reached no translation gets the direct one (see answer_fallback)
     script_guard: bool = True  # the Output into English etc. never writes Chinese characters (translator.script_guard)
+    notes_guard: bool = True  # the Output given notes never writes their sense separator "|" (the same module)
 
     def __post_init__(self) -> None:
         check_options("cot", [at_least("max_new_tokens", self.max_new_tokens, 1)])
@@ -108,7 +110,7 @@ def greedy_translate(strategy: _Greedy, requests: list[TranslationRequest], hook
     budget = config.thought_budget if strategy.reasoning else 0
     on_tokens = _live_rows(backend, hooks, start, len(requests))
     states = [start_prompt(backend, r, reasoning=strategy.reasoning) for r in requests]
-    bans = [answer_ban(backend, r.tgt, config.script_guard) for r in requests]
+    bans = [answer_ban(backend, r, config.script_guard, config.notes_guard) for r in requests]
     first = backend.generate([GenRequest(s, budget or config.max_new_tokens, stop_at_thought_end=bool(budget),
                                          on_tokens=report, answer_ban=ban, in_answer=not strategy.reasoning)
                               for s, report, ban in zip(states, on_tokens, bans)])
@@ -139,10 +141,10 @@ def greedy_translate(strategy: _Greedy, requests: list[TranslationRequest], hook
 
 def fallback_direct(backend, config: "CotConfig | MctsConfig") -> "Direct":
     """The ``direct`` decode a reasoning strategy adds (a fallback, or a candidate for selection): direct's
-    own token default, or the reasoning's cap if lower, with the reasoning's script guard. One rule for cot
-    and mcts."""
+    own token default, or the reasoning's cap if lower, with the reasoning's guards. One rule for cot and
+    mcts."""
     tokens = min(config.max_new_tokens, DirectConfig.max_new_tokens)
-    return Direct(backend, DirectConfig(tokens, config.script_guard))
+    return Direct(backend, DirectConfig(tokens, config.script_guard, config.notes_guard))
 
 
 def answer_fallback(backend, requests: list[TranslationRequest], results: list[TranslationResult],

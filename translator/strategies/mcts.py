@@ -104,6 +104,7 @@ class MctsConfig:
     select_with_direct: bool | None = field(default=None, metadata={"default": "on unless select=visits"})
     fallback: bool = True  # a search none of whose rollouts reached a translation answers as direct
     script_guard: bool = True  # Outputs into English etc. never write Chinese characters (translator.script_guard)
+    notes_guard: bool = True  # Outputs given notes never write their sense separator "|" (the same module)
 
     def __post_init__(self) -> None:
         thinking = self.senses or self.reflection or self.refine  # options that act in a thought
@@ -180,7 +181,7 @@ class _Search:
         self.generated = 0  # tokens so far, for Hooks.on_tokens
         self.started = time.perf_counter()
         self._count_lock = threading.Lock()  # an HTTP backend's rows report from threads
-        self.ban = answer_ban(self.backend, request.tgt, self.cfg.script_guard)
+        self.ban = answer_ban(self.backend, request, self.cfg.script_guard, self.cfg.notes_guard)
         self._direct_made: tuple[Candidate, TranslationResult, dict] | None = None
 
     def _new(self, parent: Node | None, kind: str, state, token_ids, scores, text: str) -> Node:
