@@ -344,7 +344,7 @@ class Service:
             path=views.path_html(result, translator.backend.decode),
             tokens=views.tokens_html(result.tokens, translator.backend.decode),
             tree=views.tree_html(result),
-            hints=views.hints_html(result.hints, _why_no_notes(translator, result.src_lang)),
+            hints=views.hints_html(result.hints, _why_no_notes(translator, result.src_lang, result.tgt_lang)),
             alternatives=gr.update(choices=choices, value=result.translation if result.translation else None,
                                    visible=len(choices) > 1),
             result_file=gr.update(value=str(trace), interactive=True),
@@ -529,14 +529,15 @@ def _settings_panel(limits: Limits) -> dict[str, Any]:
             "refine": refine, "senses": senses, "thought": thought, "seed": seed}
 
 
-def _why_no_notes(translator: Translator, src: str) -> str:
+def _why_no_notes(translator: Translator, src: str, tgt: str) -> str:
     """Why a translation got no dictionary notes, when the cause is the server's setting, not the text."""
     lexicon = translator.lexicon
     if lexicon is None:
         return "Dictionary notes are off on this server (--lexicon off)."
-    if lexicon.sources_only is not None and src not in lexicon.sources_only:
-        return ("Dictionary notes are given for Chinese sources only (--lexicon auto: into Chinese they cost "
-                "quality with this model; --lexicon on gives them for English too).")
+    if not lexicon.gives_notes(src, tgt):
+        return ("Dictionary notes are given from Chinese and from English into Chinese only (--lexicon auto: "
+                "other directions were not measured to gain with this model; --lexicon on gives them "
+                "everywhere).")
     return ""
 
 

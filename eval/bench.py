@@ -300,18 +300,18 @@ def _run(args: argparse.Namespace) -> int:
     folders = [Path(args.out) / slug(t.name) for t in testsets]
     if len(set(folders)) != len(folders):
         raise InputError("two --data specs map to the same folder name; give them distinct names")
-    def lexicon_of(spec: StrategySpec, src: str) -> tuple[Lexicon | None, dict[str, Any]]:
+    def lexicon_of(spec: StrategySpec, testset: TestSet) -> tuple[Lexicon | None, dict[str, Any]]:
         """The spec's lexicon (its own ``lexicon=on|off`` and ``max_hints=N``, else --lexicon and --max-hints)
-        and its part of the settings for a test set in ``src``."""
+        and its part of the settings for a test set (its direction)."""
         wanted = argparse.Namespace(**{**vars(args), "lexicon": {True: "on", False: "off"}.get(spec.lexicon, args.lexicon),
                                        "max_hints": args.max_hints if spec.max_hints is None else spec.max_hints})
-        return lexicon_from_args(wanted), lexicon_settings(wanted, src)
+        return lexicon_from_args(wanted), lexicon_settings(wanted, testset.src_lang, testset.tgt_lang)
 
     runs: list[list[Run]] = []
     for testset, folder in zip(testsets, folders):
         folder.mkdir(parents=True, exist_ok=True)
         runs.append([open_run(folder, testset, spec, model_settings(args, DEFAULT_MODEL), args.batch_size,
-                              lexicon_of(spec, testset.src_lang)[1]) for spec in specs])
+                              lexicon_of(spec, testset)[1]) for spec in specs])
 
     loaded: list[Translator] = []
 
@@ -322,7 +322,7 @@ def _run(args: argparse.Namespace) -> int:
 
     try:
         for run in (r for dataset_runs in runs for r in dataset_runs):
-            translate_pending(run, translator, lexicon_of(run.spec, run.testset.src_lang)[0])
+            translate_pending(run, translator, lexicon_of(run.spec, run.testset)[0])
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; finished segments are saved under {args.out}: rerun the same command to "
               "continue", file=sys.stderr)

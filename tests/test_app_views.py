@@ -280,6 +280,7 @@ def test_the_notes_panel_says_why_a_translation_got_none():
         def __init__(self, lexicon):
             self.lexicon = lexicon
 
-    auto = _Translator(load_lexicon(sources=("zh",), cedict=False))
-    assert "Chinese sources only" in _why_no_notes(auto, "en") and _why_no_notes(auto, "zh") == ""
-    assert "off on this server" in _why_no_notes(_Translator(None), "zh")
+    auto = _Translator(load_lexicon(directions=("zh-*", "en-zh"), cedict=False))
+    assert "into Chinese only" in _why_no_notes(auto, "en", "fr")
+    assert _why_no_notes(auto, "zh", "en") == _why_no_notes(auto, "en", "zh") == ""
+    assert "off on this server" in _why_no_notes(_Translator(None), "zh", "en")

@@ -3,6 +3,7 @@ prompt block, the markup check, and that no entry quotes evaluation data."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -100,9 +101,10 @@ def test_glossary_overrides_the_lexicon(lexicon):
     assert [h.term for h in request.hints] == ["佛系"]
 
 
-def test_auto_gives_notes_for_chinese_sources_only(lexicon):
-    """``--lexicon auto`` (the default): notes for Chinese sources, where they were measured to help; none
-    for English ones, where they cost. Its journal settings say what it does for the source at hand."""
+def test_auto_gives_notes_from_chinese_and_from_english_into_chinese(lexicon):
+    """``--lexicon auto`` (the default): notes where they were measured to help, from Chinese into any
+    language and from English into Chinese; none from English into other languages, never measured. Its
+    journal settings say what it does for the direction at hand."""
     import argparse
 
     from translator.options import lexicon_from_args, lexicon_settings
@@ -110,12 +112,24 @@ def test_auto_gives_notes_for_chinese_sources_only(lexicon):
     def args(mode: str):
         return argparse.Namespace(lexicon=mode, lexicon_file=[], max_hints=4)
 
+    fr = resolve_language("fr")
     zh_text, en_text = "他最近很佛系，干脆躺平了。", "He ghosted me after our second date."
     auto, on = lexicon_from_args(args("auto")), lexicon_from_args(args("on"))
     assert set(hints(auto, zh_text)) == set(hints(on, zh_text)) == {"佛系", "躺平"}
-    assert hints(auto, en_text, EN, ZH) == {} and "ghosted" in hints(on, en_text, EN, ZH)
-    assert lexicon_settings(args("auto"), "zh") == lexicon_settings(args("on"), "zh")
-    assert lexicon_settings(args("auto"), "en") == lexicon_settings(args("off"), "en") == {}
+    assert set(hints(auto, zh_text, ZH, fr)) == {"佛系", "躺平"}
+    assert "ghosted" in hints(auto, en_text, EN, ZH) and hints(auto, en_text, EN, ZH) == hints(on, en_text, EN, ZH)
+    assert hints(auto, en_text, EN, fr) == {} and "ghosted" in hints(on, en_text, EN, fr)
+    for src, tgt in (("zh", "en"), ("zh", "fr"), ("en", "zh")):
+        assert lexicon_settings(args("auto"), src, tgt) == lexicon_settings(args("on"), src, tgt) != {}
+    assert lexicon_settings(args("auto"), "en", "fr") == lexicon_settings(args("off"), "en", "zh") == {}
+
+
+def test_covers_reads_pairs_and_wildcards():
+    from translator.lexicon import covers
+
+    assert covers(("zh-*", "en-zh"), "zh", "ja") and covers(("zh-*", "en-zh"), "en", "zh")
+    assert not covers(("zh-*", "en-zh"), "en", "fr") and not covers(("zh-*", "en-zh"), "fr", "zh")
+    assert covers(None, "fr", "de") and not covers((), "zh", "en")
 
 
 def test_hints_come_back_from_a_saved_result(lexicon):
@@ -142,6 +156,25 @@ def test_hints_go_into_the_prompt_compactly(lexicon):
         assert user.rstrip().endswith("给大家安利一部剧。")
     plain = build_messages(make_request("给大家安利一部剧。", "zh", "en"), reasoning=True)[1]["content"]
     assert "Dictionary notes" not in plain
+
+
+def test_into_chinese_the_notes_follow_the_text():
+    """Into Chinese the notes come after the text (before it, the default model translated a note's term
+    alone and dropped the rest); from Chinese they come before it. Context and glossary stay first."""
+    note = Hint("touch grass", ("出去走走吧", "别老上网了"), "en-slang", "slang")
+    text = "You've argued online all day.\n\nGo touch grass."
+    into_zh = make_request(text, "en", "zh", context="a forum reply", glossary=[GlossaryEntry("online", "网上")])
+    into_zh = dataclasses.replace(into_zh, hints=(note,))
+    for reasoning in (True, False):
+        user = build_messages(into_zh, reasoning=reasoning)[1]["content"]
+        notes_at, text_at = user.index("Dictionary notes"), user.index(text)
+        assert text_at < notes_at and user.rstrip().endswith("出去走走吧 | 别老上网了")
+        assert user.index("Context") < text_at and user.index("- online => 网上") < text_at
+        assert "\n\n" + text + "\n\nDictionary notes" in user
+    from_zh = make_request("出去走走吧。", "zh", "en")
+    from_zh = dataclasses.replace(from_zh, hints=(Hint("走走", ("take a walk",), "zh-slang"),))
+    user = build_messages(from_zh, reasoning=False)[1]["content"]
+    assert user.index("Dictionary notes") < user.index("出去走走吧。") and user.endswith("\n\n出去走走吧。")
 
 
 def test_index_cache_is_reused(lexicon, tmp_path, monkeypatch):

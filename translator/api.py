@@ -66,13 +66,13 @@ class Translator:
                  n_ctx: int | None = None, threads: int | None = None, lexicon: "Lexicon | bool" = True):
         """``backend``: a ready Backend, or which engine loads ``model`` ("auto", "transformers",
         "llama-cpp"; see ``translator.backends.choose_backend``). ``lexicon``: True for the default lexicon
-        (the project's lists and CC-CEDICT, for the ``AUTO_SOURCES`` source languages, as ``--lexicon
-        auto``), False for none, or a ``Lexicon`` (see ``translator.lexicon.load_lexicon`` for user files,
-        the number of hints and the source languages)."""
+        (the project's lists and CC-CEDICT, in the ``AUTO_DIRECTIONS``, as ``--lexicon auto``), False for
+        none, or a ``Lexicon`` (see ``translator.lexicon.load_lexicon`` for user files, the number of hints
+        and the directions)."""
         if lexicon is True:
-            from translator.lexicon import AUTO_SOURCES, load_lexicon
+            from translator.lexicon import AUTO_DIRECTIONS, load_lexicon
 
-            lexicon = load_lexicon(sources=AUTO_SOURCES)
+            lexicon = load_lexicon(directions=AUTO_DIRECTIONS)
         self.lexicon: Lexicon | None = lexicon or None
         if backend is None or isinstance(backend, str):
             from translator.backends import open_backend

@@ -164,7 +164,8 @@ def prepare(args: argparse.Namespace, on_progress: Callable[[RunStats], None] | 
     from translator.registry import DEFAULT_MODEL  # light; kept after the input checks all the same
 
     settings = run_settings(model_settings(args, DEFAULT_MODEL), args.strategy, dataclasses.asdict(config),
-                            probe.src.code, probe.tgt.code, args.batch_size, **lexicon_settings(args, probe.src.code))
+                            probe.src.code, probe.tgt.code, args.batch_size,
+                            **lexicon_settings(args, probe.src.code, probe.tgt.code))
     journal = Journal(journal_path, settings) if journal_path else None
     finished = journal.load() if journal else {}
     if journal is None:

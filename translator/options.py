@@ -93,9 +93,9 @@ def add_lexicon_options(parser: argparse.ArgumentParser) -> None:
     from translator.lexicon import DEFAULT_MAX_HINTS
 
     parser.add_argument("--lexicon", choices=("auto", "on", "off"), default="auto",
-                        help="dictionary and slang-lexicon notes in the prompt; auto (default): for Chinese "
-                             "sources only, where they were measured to help (into Chinese they cost 2.5 chrF "
-                             "on the slang dev set with the default model)")
+                        help="dictionary and slang-lexicon notes in the prompt; auto (default): from Chinese "
+                             "into any language and from English into Chinese, where they were measured to help "
+                             "with the default model (on: every direction)")
     parser.add_argument("--lexicon-file", action="append", default=[], metavar="FILE.tsv",
                         help="your own terms, in the format of translator/lexicon/data (repeatable; wins over "
                              "the built-in lists)")
@@ -106,22 +106,22 @@ def add_lexicon_options(parser: argparse.ArgumentParser) -> None:
 def lexicon_from_args(args: argparse.Namespace):
     """The lexicon the options ask for, or None (``--lexicon off``); bad files are an InputError now."""
     from translator.errors import InputError
-    from translator.lexicon import AUTO_SOURCES, load_lexicon
+    from translator.lexicon import AUTO_DIRECTIONS, load_lexicon
 
     if args.lexicon == "off":
         return None
     if args.max_hints < 0:
         raise InputError(f"--max-hints must be >= 0, got {args.max_hints}")
-    sources = AUTO_SOURCES if args.lexicon == "auto" else None
-    return load_lexicon(tuple(args.lexicon_file), max_hints=args.max_hints, sources=sources)
+    directions = AUTO_DIRECTIONS if args.lexicon == "auto" else None
+    return load_lexicon(tuple(args.lexicon_file), max_hints=args.max_hints, directions=directions)
 
 
-def lexicon_settings(args: argparse.Namespace, src: str) -> dict[str, Any]:
-    """What identifies the lexicon in a resume journal or cache key, for a source language: ``auto`` is
-    recorded as what it does there (on or off), so journals written before ``auto`` existed resume."""
-    from translator.lexicon import AUTO_SOURCES
+def lexicon_settings(args: argparse.Namespace, src: str, tgt: str) -> dict[str, Any]:
+    """What identifies the lexicon in a resume journal or cache key, for a direction: ``auto`` is recorded
+    as what it does there (on or off), so journals written before ``auto`` existed resume."""
+    from translator.lexicon import AUTO_DIRECTIONS, covers
 
-    if args.lexicon == "off" or (args.lexicon == "auto" and src not in AUTO_SOURCES):
+    if args.lexicon == "off" or (args.lexicon == "auto" and not covers(AUTO_DIRECTIONS, src, tgt)):
         return {}  # as in journals made before the lexicon existed
     return {"lexicon": "on", "lexicon_files": list(args.lexicon_file), "max_hints": args.max_hints}
 

@@ -95,9 +95,16 @@ def read_term_file(path: Path, rank: int = 0) -> TermFile:
     return out
 
 
-# ``--lexicon auto`` (the default, and ``Translator(lexicon=True)``): the source languages whose notes were
-# measured to help with the default model (README, "Dictionary notes"); into Chinese they cost.
-AUTO_SOURCES = ("zh",)
+# ``--lexicon auto`` (the default, and ``Translator(lexicon=True)``): the directions whose notes were measured
+# to help with the default model (README, "Dictionary notes"). "zh-*": Chinese sources into any language;
+# "en-zh": English into Chinese, since the notes come after the text there (translator.prompt.NOTES_AFTER_TEXT;
+# before it, they cost). English into other languages is unmeasured, so it gets none.
+AUTO_DIRECTIONS = ("zh-*", "en-zh")
+
+
+def covers(directions: Sequence[str] | None, src: str, tgt: str) -> bool:
+    """Does a list of directions ("zh-en", or "zh-*" for every target) include ``src`` into ``tgt``? None: all."""
+    return directions is None or f"{src}-{tgt}" in directions or f"{src}-*" in directions
 
 HOMOGRAPH_RANK = 99  # a name/word homograph alone (老板: Robam / boss) is no reason for a hint
 
@@ -117,11 +124,11 @@ class Lexicon:
     """Hints for one source text. Build with ``load_lexicon``; cheap to query."""
 
     def __init__(self, files: Sequence[TermFile], cedict: CedictIndex | None, *, max_hints: int = DEFAULT_MAX_HINTS,
-                 warnings: Sequence[str] = (), sources: Sequence[str] | None = None):
+                 warnings: Sequence[str] = (), directions: Sequence[str] | None = None):
         if max_hints < 0:
             raise InputError("max_hints must be >= 0")
         self.max_hints = max_hints
-        self.sources_only = frozenset(sources) if sources is not None else None  # None: every source language
+        self.directions = tuple(directions) if directions is not None else None  # None: every direction
         self.cedict = cedict
         self.warnings = list(warnings)
         self.sources = [str(f.path) for f in files] + ([cedict.path] if cedict else [])
@@ -140,10 +147,14 @@ class Lexicon:
         self.en_matcher = EnglishMatcher(en)
         self.reverse_matcher = EnglishMatcher(cedict.reverse if cedict is not None else {})
 
+    def gives_notes(self, src: str, tgt: str) -> bool:
+        """Is the lexicon used from ``src`` into ``tgt`` (language codes)?"""
+        return covers(self.directions, src, tgt)
+
     def hints(self, text: str, src: Language, tgt: Language, glossary: Sequence[GlossaryEntry] = ()) -> tuple[Hint, ...]:
         """The notes for ``text``, in source order; none that a glossary entry already covers, and none for a
-        source language the lexicon is not used for (``sources``)."""
-        if self.max_hints == 0 or (self.sources_only is not None and src.code not in self.sources_only):
+        direction the lexicon is not used for (``directions``, see ``covers``)."""
+        if self.max_hints == 0 or not self.gives_notes(src.code, tgt.code):
             return ()
         found: list[tuple[Match, Term]] = []
         if src.code == "zh":
@@ -180,9 +191,9 @@ def _verb_form_of_noun(surface: str, term: str) -> bool:
 
 @lru_cache(maxsize=8)
 def load_lexicon(extra_files: tuple[str, ...] = (), *, max_hints: int = DEFAULT_MAX_HINTS, cedict: bool = True,
-                 sources: tuple[str, ...] | None = None) -> Lexicon:
+                 directions: tuple[str, ...] | None = None) -> Lexicon:
     """The project's lists, the user's files (which win over them) and CC-CEDICT when it is installed;
-    ``sources``: the source languages to give notes for (None: all).
+    ``directions``: the directions to give notes for (``covers``; None: all).
 
     A missing dictionary package is a one-line warning, not an error: the project's own lists still work.
     """
@@ -198,7 +209,7 @@ def load_lexicon(extra_files: tuple[str, ...] = (), *, max_hints: int = DEFAULT_
             index = load_index(path)
     for message in warnings:
         logger.warning(message)
-    return Lexicon(files, index, max_hints=max_hints, warnings=warnings, sources=sources)
+    return Lexicon(files, index, max_hints=max_hints, warnings=warnings, directions=directions)
 
 
-__all__ = ["AUTO_SOURCES", "Hint", "Lexicon", "Term", "load_lexicon", "read_term_file"]
+__all__ = ["AUTO_DIRECTIONS", "covers", "Hint", "Lexicon", "Term", "load_lexicon", "read_term_file"]
