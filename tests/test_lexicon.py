@@ -162,7 +162,7 @@ def test_into_chinese_the_notes_follow_the_text():
     """Into Chinese the notes come after the text (before it, the default model translated a note's term
     alone and dropped the rest); from Chinese they come before it. Context and glossary stay first."""
     note = Hint("touch grass", ("出去走走吧", "别老上网了"), "en-slang", "slang")
-    text = "You've argued online all day.\n\nGo touch grass."
+    text = "Three hours of meetings again.\n\nI need to touch grass."
     into_zh = make_request(text, "en", "zh", context="a forum reply", glossary=[GlossaryEntry("online", "网上")])
     into_zh = dataclasses.replace(into_zh, hints=(note,))
     for reasoning in (True, False):

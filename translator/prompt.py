@@ -103,8 +103,8 @@ def format_hint(hint: Hint) -> str:
 
 # Target languages whose prompts give the notes after the text, not before it. Into Chinese the notes are
 # renderings in the target language, and placed before the text they made the default model translate
-# a note's term alone and drop the rest of the sentence ("Go touch grass." for a two-sentence post came
-# back as 出去走走吧。, 4 of 40 slang en-zh answers under half the reference's length); after the text it
+# a note's term alone and drop the rest of the text (a two-sentence post came back as one of the note's
+# renderings, and 4 of 40 slang en-zh answers were under half the reference's length); after the text it
 # translates the whole sentence and still uses them: +5.8 BLEU and +4.0 chrF on slang en-zh against the
 # notes before the text, +4.6 BLEU against no notes, both significant (README, "Where the notes go").
 # From Chinese, notes after the text lost 3.2 BLEU on slang zh-en (the model used them less), so there
