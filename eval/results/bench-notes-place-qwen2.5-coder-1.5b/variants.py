@@ -5,7 +5,8 @@
 VARIANT: ``h0`` the prompt as it is (folder ``before``; these runs were made on the code before commit 737b45c,
 when the notes always came before the text), ``h1`` a header asking to use the fitting sense (``use``),
 ``after`` the notes after the text (``after``), ``label`` the text labelled "Text to translate:"
-(``labelled``). The prompt is changed in-process, nothing else.
+(``labelled``); ``before`` the notes before the text in every direction, on the code since 737b45c (the
+SlangDIT check). The prompt is changed in-process, nothing else.
 """
 import sys
 import translator.prompt as P
@@ -35,6 +36,8 @@ elif variant == "label":
             msgs[1]["content"] = c[: -len(request.text)] + "Text to translate:\n" + request.text
         return msgs
     P.build_messages = build_messages
+elif variant == "before":
+    P.NOTES_AFTER_TEXT = frozenset()
 elif variant != "h0":
     sys.exit("unknown variant")
 from eval.cli import main
